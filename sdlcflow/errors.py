@@ -1,0 +1,5 @@
+"""One root exception for everything sdlcflow raises, so callers can catch us apart from the rest."""
+
+
+class SdlcflowError(Exception):
+    """Base of every error sdlcflow raises on purpose; the message says what went wrong and the fix."""
