@@ -32,7 +32,8 @@ class Envelope:
 
     `occurred_at` is milliseconds since the epoch (Avro timestamp-millis); it is supplied by the
     shell, never read from a clock inside the core. `signature` is present where the actor is an
-    agent or a human.
+    agent or a human; `credential` is the actor's short-lived scoped token (sdlcflow.identity),
+    which the shell verifies before the core sees the event.
     """
 
     event_id: str
@@ -46,3 +47,4 @@ class Envelope:
     actor: Actor
     schema_version: int = 1
     signature: str | None = None
+    credential: str | None = None
