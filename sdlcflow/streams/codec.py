@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import io
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ HEADER_SIZE = HEADER.size
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 
 
-class DecodeReason(str, enum.Enum):
+class DecodeReason(enum.StrEnum):
     """Why a message could not be decoded; stable strings, stored in dead letters."""
 
     EMPTY = "empty"
@@ -70,8 +69,8 @@ class Decoded:
 @dataclass(frozen=True)
 class _Reader:
     full_name: str
-    writer: Mapping[str, Any]
-    reader: Mapping[str, Any] | None  # None when the writer schema is the current one
+    writer: dict[str, Any]
+    reader: dict[str, Any] | None  # None when the writer schema is the current one
 
 
 class Codec:
@@ -93,14 +92,14 @@ class Codec:
         self.store = store or current_store()
         self.registry = registry or registry_from_settings()
         self.max_message_bytes = max_message_bytes
-        self._writers: dict[str, tuple[bytes, Mapping[str, Any]]] = {}
+        self._writers: dict[str, tuple[bytes, dict[str, Any]]] = {}
         self._readers: dict[int, _Reader] = {}
 
     def schema_id(self, full_name: str) -> int:
         """The registry id of the current schema of `full_name`."""
         return HEADER.unpack(self._writer(full_name)[0])[1]  # type: ignore[no-any-return]
 
-    def encode(self, full_name: str, datum: Mapping[str, Any]) -> bytes:
+    def encode(self, full_name: str, datum: dict[str, Any]) -> bytes:
         """Frame `datum` as a record of `full_name`; raise EncodeError when it does not fit."""
         header, wire = self._writer(full_name)
         buffer = io.BytesIO()
@@ -146,7 +145,7 @@ class Codec:
             )
         return HEADER.unpack_from(data)[1]  # type: ignore[no-any-return]
 
-    def _writer(self, full_name: str) -> tuple[bytes, Mapping[str, Any]]:
+    def _writer(self, full_name: str) -> tuple[bytes, dict[str, Any]]:
         cached = self._writers.get(full_name)
         if cached is None:
             schema = self.store.get(full_name)

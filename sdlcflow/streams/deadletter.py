@@ -63,7 +63,9 @@ def dead_letter_event(letter: MessageDeadLettered, *, actor: Actor, occurred_at:
     """Wrap a dead letter in an envelope; repo is the original key when it is text."""
     repo = letter.key.decode("utf-8", "replace") if letter.key else ""
     envelope = Envelope(
-        event_id=dead_letter_id(letter.consumer_group, letter.topic, letter.partition, letter.offset),
+        event_id=dead_letter_id(
+            letter.consumer_group, letter.topic, letter.partition, letter.offset
+        ),
         type=DEAD_LETTER_TYPE,
         occurred_at=occurred_at,
         repo=repo,

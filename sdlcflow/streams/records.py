@@ -29,13 +29,13 @@ class RecordTypeError(SdlcflowError):
 
 def to_avro(obj: Any) -> dict[str, Any]:
     """The Avro datum (a dict) of a dataclass instance."""
-    return encoder_for(type(obj))(obj)  # type: ignore[no-any-return]
+    return record_encoder(type(obj))(obj)  # type: ignore[no-any-return]
 
 
 def from_avro(cls: type[T], datum: dict[str, Any]) -> T:
     """The dataclass instance of `cls` holding `datum`; raise RecordTypeError if it does not fit."""
     try:
-        return decoder_for(cls)(datum)  # type: ignore[no-any-return]
+        return record_decoder(cls)(datum)  # type: ignore[no-any-return]
     except (KeyError, ValueError, TypeError) as exc:
         raise RecordTypeError(
             f"{cls.__name__} cannot hold this record: {type(exc).__name__}: {exc}"
@@ -59,6 +59,33 @@ def field_hints(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+_RECORD_ENCODERS: dict[type, Convert] = {}
+_RECORD_DECODERS: dict[type, Convert] = {}
+
+
+def record_encoder(cls: type) -> Convert:
+    """The compiled dataclass -> dict function of `cls` (compiled once, then cached)."""
+    convert = _RECORD_ENCODERS.get(cls)
+    if convert is None:
+        _require_dataclass(cls)
+        convert = _RECORD_ENCODERS[cls] = _compile_encoder(cls)
+    return convert
+
+
+def record_decoder(cls: type) -> Convert:
+    """The compiled dict -> dataclass function of `cls` (compiled once, then cached)."""
+    convert = _RECORD_DECODERS.get(cls)
+    if convert is None:
+        _require_dataclass(cls)
+        convert = _RECORD_DECODERS[cls] = _compile_decoder(cls)
+    return convert
+
+
+def _require_dataclass(cls: type) -> None:
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        raise RecordTypeError(f"{cls!r} is not a dataclass; only dataclasses map to Avro records")
+
+
 @functools.cache
 def encoder_for(hint: Any) -> Convert | None:
     """A function turning a value of `hint` into its Avro datum; None when it is the identity."""
@@ -79,7 +106,7 @@ def encoder_for(hint: Any) -> Convert | None:
         # str-valued enums are str instances that fastavro writes as their symbol as they are
         return None if issubclass(hint, str) else (lambda v: v.value)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return _compile_encoder(hint)
+        return record_encoder(hint)
     raise RecordTypeError(f"no Avro mapping for {hint!r}; use str, int, float, bool, bytes, ...")
 
 
@@ -103,7 +130,7 @@ def decoder_for(hint: Any) -> Convert | None:
         members = {m.value: m for m in hint}
         return members.__getitem__
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return _compile_decoder(hint)
+        return record_decoder(hint)
     raise RecordTypeError(f"no Avro mapping for {hint!r}; use str, int, float, bool, bytes, ...")
 
 

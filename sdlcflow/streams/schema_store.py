@@ -51,7 +51,7 @@ class ContractSchema:
     schema: Mapping[str, Json]
     canonical: str
     fingerprint: str
-    wire: Mapping[str, Json] = field(repr=False, compare=False)
+    wire: dict[str, Json] = field(repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -68,6 +68,7 @@ class ContractSchema:
             parsed = parse_schema(copy.deepcopy(dict(schema)))
             canonical = to_parsing_canonical_form(parsed)
             wire = parse_schema(strip_logical_types(copy.deepcopy(dict(schema))))
+            assert isinstance(wire, dict)
         except Exception as exc:
             raise SchemaError(f"schema {schema.get('name')!r} is not valid Avro: {exc}") from exc
         return cls(

@@ -47,7 +47,9 @@ class TopicSpec:
     doc: str = ""
 
 
-def catalog(partitions: int = 12, capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES) -> list[TopicSpec]:
+def catalog(
+    partitions: int = 12, capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+) -> list[TopicSpec]:
     """Every topic with the settings `sdlcflow up` creates it with."""
     log = {
         # the log of record: kept until the audit store and replays no longer need it
@@ -59,15 +61,26 @@ def catalog(partitions: int = 12, capabilities: tuple[str, ...] = DEFAULT_CAPABI
     }
     specs = [
         TopicSpec(CHANGE_REQUESTS, partitions, dict(log), "change requests and cancellations"),
-        TopicSpec(AGENT_EVENTS, partitions, dict(log), "lease requests, heartbeats, results, approvals"),
+        TopicSpec(
+            AGENT_EVENTS, partitions, dict(log), "lease requests, heartbeats, results, approvals"
+        ),
         TopicSpec(COORDINATOR, partitions, dict(log), "the coordinator's decisions log"),
         # ticks only carry time forward; a day is plenty
-        TopicSpec(TICKS, partitions, {"retention.ms": str(24 * 3600 * 1000)}, "clock ticks per partition"),
+        TopicSpec(
+            TICKS, partitions, {"retention.ms": str(24 * 3600 * 1000)}, "clock ticks per partition"
+        ),
         # dead letters are evidence: keep them longest
-        TopicSpec(DEAD_LETTER, partitions, {"retention.ms": str(8 * _WEEK_MS)}, "undecodable or rejected input"),
+        TopicSpec(
+            DEAD_LETTER,
+            partitions,
+            {"retention.ms": str(8 * _WEEK_MS)},
+            "undecodable or rejected input",
+        ),
     ]
     specs += [
-        TopicSpec(task_topic(cap), partitions, {"retention.ms": str(_WEEK_MS)}, f"work for {cap} agents")
+        TopicSpec(
+            task_topic(cap), partitions, {"retention.ms": str(_WEEK_MS)}, f"work for {cap} agents"
+        )
         for cap in capabilities
     ]
     return specs

@@ -7,14 +7,13 @@ whatever fails to `sdlc.dead-letter` with the error's reason.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 from sdlcflow.core.events import EVENT_TYPES, Envelope, Event
 from sdlcflow.streams.codec import Codec, DecodeError, DecodeReason, EncodeError
 from sdlcflow.streams.deadletter import DEAD_LETTER_TYPE, MessageDeadLettered
-from sdlcflow.streams.records import RecordTypeError, decoder_for, encoder_for
+from sdlcflow.streams.records import RecordTypeError, record_decoder, record_encoder
 from sdlcflow.streams.schema_store import EVENTS_NAMESPACE
 from sdlcflow.tracing import is_trace_id
 
@@ -38,8 +37,8 @@ class EventCodec:
     def __init__(self, codec: Codec | None = None) -> None:
         self.codec = codec or Codec()
         self._types = event_types()
-        self._encode_envelope = encoder_for(Envelope)
-        self._decode_envelope = decoder_for(Envelope)
+        self._encode_envelope = record_encoder(Envelope)
+        self._decode_envelope = record_decoder(Envelope)
 
     def encode(self, event: Event) -> bytes:
         """Wire bytes of `event`; raise EncodeError if the payload does not match its type."""
@@ -71,7 +70,7 @@ class EventCodec:
     def _build(self, cls: type, datum: dict[str, Any], schema_id: int) -> Event:
         try:
             envelope = self._decode_envelope(datum["envelope"])
-            payload = _payload_decoder(cls)(datum["payload"])
+            payload = record_decoder(cls)(datum["payload"])
         except (KeyError, ValueError, TypeError, RecordTypeError) as exc:
             raise DecodeError(
                 DecodeReason.INVALID_EVENT,
@@ -82,12 +81,7 @@ class EventCodec:
 
 
 def _payload_encoder(payload: Any) -> dict[str, Any]:
-    return encoder_for(type(payload))(payload)  # type: ignore[misc,no-any-return]
-
-
-@functools.cache
-def _payload_decoder(cls: type) -> Any:
-    return decoder_for(cls)
+    return record_encoder(type(payload))(payload)  # type: ignore[no-any-return]
 
 
 def _validate(event: Event, name: str, schema_id: int) -> None:
