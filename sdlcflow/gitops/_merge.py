@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -75,6 +76,7 @@ def merge_onto(
     message: str | None = None,
     fast_forward: bool = True,
     scratch: Path | None = None,
+    guard: Callable[[], None] | None = None,
 ) -> MergeResult:
     """Merge `head` into `target_branch` of `remote`, only if the branch is at `expected_target`.
 
@@ -88,6 +90,7 @@ def merge_onto(
         fast_forward: advance the branch to `head` itself when possible, so the promoted state
             is exactly the one the checks verified.
         scratch: where to make the temporary clone.
+        guard: runs just before the push and may raise to stop it (e.g. the lease was lost).
     """
     workdir = Path(tempfile.mkdtemp(prefix="sdlcflow-merge-", dir=scratch))
     try:
@@ -108,6 +111,8 @@ def merge_onto(
         )
         if planned.sha is None:
             return result
+        if guard is not None:
+            guard()
         return _publish(clone, remote, result, planned.sha)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

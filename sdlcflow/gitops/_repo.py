@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -185,14 +185,18 @@ def commit_and_push(
     identity: GitIdentity,
     when: int,
     expected: str | None = None,
+    guard: Callable[[], None] | None = None,
 ) -> CommitOutcome:
     """Commit the checkout's changes on top of its SHA and publish them as `branch`.
 
     The push is a compare-and-swap from `expected` (None: the branch must not exist yet);
     since identity and time are inputs, repeating the same edit finds the branch already there.
+    `guard` runs just before the push and may raise to stop it (e.g. the lease was lost).
     """
     sha = commit_all(work.path, message, identity=identity, when=when)
     paths = diff(work.path, work.sha, sha).paths
+    if guard is not None:
+        guard()
     status = push_cas(work.path, work.remote, sha, branch, expected=expected)
     return CommitOutcome(sha=sha, branch=branch, push=status, paths=paths)
 
@@ -208,6 +212,7 @@ def commit_change(
     when: int,
     expected: str | None = None,
     scratch: Path | None = None,
+    guard: Callable[[], None] | None = None,
 ) -> CommitOutcome:
     """Write `edits` (path -> new bytes, None deletes) on top of `base` and publish as `branch`."""
     with checkout(remote, base, parent=scratch) as work:
@@ -219,7 +224,7 @@ def commit_change(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
         return commit_and_push(
-            work, branch, message, identity=identity, when=when, expected=expected
+            work, branch, message, identity=identity, when=when, expected=expected, guard=guard
         )
 
 
