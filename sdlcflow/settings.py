@@ -31,6 +31,13 @@ class Settings:
     cache_dir: Path
     kafka_given: bool
     cassandra_given: bool
+    # Cassandra's inter-node port; only the local node started by `sdlcflow up` uses it
+    cassandra_storage_port: int = 7000
+    # replication factor of the keyspace the first migration creates (1 = one local node)
+    cassandra_replication_factor: int = 1
+    # JVM heaps of the local servers: both together stay within ~2 GiB on a 2-core machine
+    kafka_heap: str = "512m"
+    cassandra_heap: str = "1g"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,4 +56,8 @@ class Settings:
             cache_dir=cache_dir,
             kafka_given="SDLCFLOW_KAFKA_BOOTSTRAP" in os.environ,
             cassandra_given="SDLCFLOW_CASSANDRA_HOSTS" in os.environ,
+            cassandra_storage_port=int(_env("SDLCFLOW_CASSANDRA_STORAGE_PORT", "7000")),
+            cassandra_replication_factor=int(_env("SDLCFLOW_CASSANDRA_REPLICATION_FACTOR", "1")),
+            kafka_heap=_env("SDLCFLOW_KAFKA_HEAP", "512m"),
+            cassandra_heap=_env("SDLCFLOW_CASSANDRA_HEAP", "1g"),
         )
