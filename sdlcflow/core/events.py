@@ -218,6 +218,7 @@ class RejectReason(StrEnum):
     LEASE_EXPIRED = "LEASE_EXPIRED"
     TASK_CLOSED = "TASK_CLOSED"
     STATE_MISMATCH = "STATE_MISMATCH"
+    MISSING_OUTCOME = "MISSING_OUTCOME"
 
 
 class InputRejection(StrEnum):
@@ -241,6 +242,7 @@ class InputRejection(StrEnum):
     DUPLICATE_APPROVAL = "DUPLICATE_APPROVAL"
     NOT_AWAITING_APPROVAL = "NOT_AWAITING_APPROVAL"
     WRONG_KIND = "WRONG_KIND"
+    STALE_LEASE = "STALE_LEASE"
 
 
 class OfferReason(StrEnum):

@@ -1,0 +1,1026 @@
+"""The coordinator's rules: `decide(state, event) -> decisions`, one handler per input type.
+
+Pure: time is the event's `occurred_at`, ids are uuid5 of the causing event id and an index,
+retry jitter is derived from the event id. Rejections are decisions (EventRejected,
+LeaseDenied, ResultRejected ...), never exceptions. `handle` returns the decisions together
+with the state they lead to, which the shell stores; the state equals folding the decisions
+through `evolve`, so replaying `sdlc.coordinator` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdlcflow.core import events as ev
+from sdlcflow.core.events import (
+    INPUT_ACTOR_KINDS,
+    REVIEW_CAPABILITY,
+    Actor,
+    ActorKind,
+    Authority,
+    Envelope,
+    Event,
+    InputRejection,
+    OfferReason,
+    Payload,
+    PolicyDecision,
+    RejectReason,
+    RevokeReason,
+    TaskContract,
+    VerifiedState,
+)
+from sdlcflow.core.expr import evaluate
+from sdlcflow.core.planner import Template, plan
+from sdlcflow.core.state import (
+    DONE,
+    TERMINAL,
+    ChangeState,
+    Lease,
+    Outcome,
+    RepoState,
+    TaskState,
+    TaskStatus,
+    evolve,
+    inputs_of,
+)
+
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://sdlcflow.dev/events")
+COORDINATOR = Actor(ActorKind.COORDINATOR, "coordinator")
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """What the rules need besides state and event: the parsed templates and lease timing."""
+
+    templates: Mapping[str, Template] = field(default_factory=dict)
+    lease_ttl_ms: int = 30_000
+
+
+def derive_id(cause_id: str, index: int | str) -> str:
+    """A deterministic id for the index-th thing caused by an event (replay gives the same)."""
+    return str(uuid.uuid5(NAMESPACE, f"{cause_id}/{index}"))
+
+
+def jitter_fraction(event_id: str) -> float:
+    """A number in [0, 1) derived from the event id: jitter without randomness."""
+    return int(uuid.uuid5(NAMESPACE, f"{event_id}/jitter").hex[:8], 16) / 2**32
+
+
+def backoff_delay(backoff: ev.Backoff, attempt: int, event_id: str) -> int:
+    """Exponential backoff capped at max_ms, spread by +/- jitter around the nominal delay."""
+    nominal = min(backoff.max_ms, backoff.base_ms * 2 ** max(attempt - 1, 0))
+    spread = 1.0 + backoff.jitter * (2.0 * jitter_fraction(event_id) - 1.0)
+    return max(0, min(backoff.max_ms, int(nominal * spread)))
+
+
+# --------------------------------------------------------------------------------------------
+# the run: emitted decisions are folded into a working state as they are made
+
+
+class _Run:
+    """Collects the decisions for one input and keeps the state they lead to up to date."""
+
+    __slots__ = ("cause", "config", "now", "out", "state")
+
+    def __init__(self, state: RepoState, cause: Event, config: CoreConfig) -> None:
+        self.state = state
+        self.cause = cause
+        self.config = config
+        self.now = cause.envelope.occurred_at
+        self.out: list[Event] = []
+
+    def emit(self, payload: Payload, change_id: str | None, task_id: str | None = None) -> None:
+        cause = self.cause.envelope
+        envelope = Envelope(
+            event_id=derive_id(cause.event_id, len(self.out)),
+            type=type(payload).__name__,
+            occurred_at=cause.occurred_at,
+            repo=cause.repo,
+            change_id=change_id,
+            task_id=task_id,
+            trace_id=cause.trace_id,
+            causation_id=cause.event_id,
+            actor=COORDINATOR,
+        )
+        event = Event(envelope, payload)
+        self.state = evolve(self.state, event)
+        self.out.append(event)
+
+    def reject(self, reason: InputRejection, detail: str) -> None:
+        envelope = self.cause.envelope
+        self.emit(
+            ev.EventRejected(
+                rejected_event_id=envelope.event_id,
+                rejected_type=envelope.type,
+                actor_id=envelope.actor.id,
+                reason=reason,
+                detail=detail,
+            ),
+            envelope.change_id,
+            envelope.task_id,
+        )
+
+    def change(self, change_id: str) -> ChangeState | None:
+        return self.state.changes.get(change_id)
+
+
+Handler = Callable[[_Run, Event], None]
+
+
+def handle(
+    state: RepoState, event: Event, config: CoreConfig | None = None
+) -> tuple[RepoState, tuple[Event, ...]]:
+    """Decide on one input and return (the new state, the decisions), ready for the shell."""
+    run = _Run(state, event, config or CoreConfig())
+    if not _already_processed(state, event) and _admissible(run, event):
+        HANDLERS[type(event.payload)](run, event)
+    return run.state, tuple(run.out)
+
+
+def decide(state: RepoState, event: Event, config: CoreConfig | None = None) -> tuple[Event, ...]:
+    """The decisions one input leads to; `evolve` over them gives the next state."""
+    return handle(state, event, config)[1]
+
+
+def _already_processed(state: RepoState, event: Event) -> bool:
+    change_id = event.envelope.change_id
+    if change_id is None:
+        return False
+    change = state.changes.get(change_id)
+    return change is not None and event.envelope.event_id in change.processed
+
+
+def _admissible(run: _Run, event: Event) -> bool:
+    """Kind and scope checks common to every input (invariant 8)."""
+    envelope = event.envelope
+    if envelope.type not in ev.INPUT_TYPES:
+        return False  # decisions fed back in are not commands: nothing to decide
+    allowed = INPUT_ACTOR_KINDS[envelope.type]
+    if envelope.actor.kind not in allowed:
+        kinds = ", ".join(sorted(kind.value for kind in allowed))
+        run.reject(InputRejection.WRONG_KIND, f"{envelope.type} is accepted from {kinds} only")
+        return False
+    if envelope.actor.kind not in (ActorKind.AGENT, ActorKind.HUMAN):
+        return True
+    scope = event.scope
+    if scope is None:
+        run.reject(InputRejection.MISSING_SCOPE, "agent and human events need a verified scope")
+        return False
+    if scope.actor_id != envelope.actor.id:
+        run.reject(InputRejection.ACTOR_MISMATCH, f"credential is for {scope.actor_id!r}")
+        return False
+    if scope.expires_at <= run.now:
+        run.reject(InputRejection.SCOPE_EXPIRED, f"credential expired at {scope.expires_at}")
+        return False
+    if not _matches_any(envelope.repo, scope.repos):
+        run.reject(InputRejection.REPO_OUT_OF_SCOPE, f"repo {envelope.repo!r} not in credential")
+        return False
+    return True
+
+
+def _matches_any(value: str, patterns: Iterable[str]) -> bool:
+    return any(value == p or fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+def _live_change(run: _Run, event: Event) -> ChangeState | None:
+    """The event's change, or None after recording why it cannot be acted on."""
+    change_id = event.envelope.change_id
+    change = run.change(change_id) if change_id else None
+    if change is None:
+        outcome = run.state.closed.get(change_id or "")
+        if outcome is not None:
+            run.reject(InputRejection.CHANGE_CLOSED, f"change closed as {outcome}")
+        else:
+            run.reject(InputRejection.UNKNOWN_CHANGE, f"no live change {change_id!r}")
+    return change
+
+
+def _live_task(run: _Run, event: Event) -> tuple[ChangeState, TaskState] | None:
+    change = _live_change(run, event)
+    if change is None:
+        return None
+    task = change.tasks.get(event.envelope.task_id or "")
+    if task is None:
+        run.reject(InputRejection.UNKNOWN_TASK, f"no task {event.envelope.task_id!r} in change")
+        return None
+    return change, task
+
+
+# --------------------------------------------------------------------------------------------
+# change lifecycle
+
+
+def _on_change_requested(run: _Run, event: Event) -> None:
+    p: ev.ChangeRequested = event.payload  # type: ignore[assignment]
+    change_id = event.envelope.change_id
+    if not change_id:
+        run.reject(InputRejection.UNKNOWN_CHANGE, "ChangeRequested needs a change_id")
+        return
+    if change_id in run.state.closed:
+        run.reject(InputRejection.CHANGE_CLOSED, f"change closed as {run.state.closed[change_id]}")
+        return
+    if change_id in run.state.changes:
+        update = ev.ChangeUpdated(p.base_sha, p.head_sha, p.lockfile_digest, p.paths, p.resources)
+        _revise(run, change_id, ev.ReviseReason.HEAD_MOVED, update)
+        return
+    template = run.config.templates.get(p.template)
+    if template is None:
+        known = ", ".join(sorted(run.config.templates)) or "none loaded"
+        run.reject(InputRejection.UNKNOWN_TEMPLATE, f"no template {p.template!r}; known: {known}")
+        return
+    facts = ev.ChangeFacts(p.kind, p.paths, p.labels, p.resources, p.environments)
+    verified = VerifiedState(p.head_sha, p.base_sha, p.lockfile_digest)
+    tasks = plan(template, change_id, facts, inputs_of(verified))
+    run.emit(
+        ev.ChangePlanned(
+            template=template.name,
+            template_digest=template.digest,
+            facts=facts,
+            state=verified,
+            tasks=tasks,
+            submitted_by=event.envelope.actor.id,
+            requested_event_id=event.envelope.event_id,
+        ),
+        change_id,
+    )
+    _detect_conflicts(run, change_id)
+    _advance(run, change_id)
+
+
+def _on_change_updated(run: _Run, event: Event) -> None:
+    p: ev.ChangeUpdated = event.payload  # type: ignore[assignment]
+    change = _live_change(run, event)
+    if change is not None:
+        _revise(run, change.change_id, ev.ReviseReason.HEAD_MOVED, p)
+
+
+def _on_change_cancelled(run: _Run, event: Event) -> None:
+    p: ev.ChangeCancelled = event.payload  # type: ignore[assignment]
+    change = _live_change(run, event)
+    if change is not None:
+        _close(run, change.change_id, Outcome.CANCELLED, p.reason, event.envelope.actor.id)
+
+
+def _revise(run: _Run, change_id: str, reason: ev.ReviseReason, update: ev.ChangeUpdated) -> None:
+    """The change's inputs moved: revoke leases, invalidate approvals, re-run every task."""
+    change = run.state.changes[change_id]
+    verified = VerifiedState(update.head_sha, update.base_sha, update.lockfile_digest)
+    old = change.state
+    if (old.head_sha, old.base_sha, old.lockfile_digest) == (
+        verified.head_sha,
+        verified.base_sha,
+        verified.lockfile_digest,
+    ):
+        return
+    revoke = (
+        RevokeReason.HEAD_MOVED if reason is ev.ReviseReason.HEAD_MOVED else RevokeReason.BASE_MOVED
+    )
+    for task in change.tasks.values():
+        if task.lease is not None:
+            _revoke(run, change_id, task, revoke)
+        if task.approvers:
+            run.emit(
+                ev.ApprovalInvalidated(f"{reason.value}: state changed", old, task.approvers),
+                change_id,
+                task.contract.id,
+            )
+    run.emit(
+        ev.ChangeRevised(
+            reason=reason,
+            revision=change.revision + 1,
+            state=verified,
+            paths=update.paths,
+            resources=update.resources,
+            rerun=tuple(change.tasks),
+        ),
+        change_id,
+    )
+    _advance(run, change_id)
+
+
+def _revoke(run: _Run, change_id: str, task: TaskState, reason: RevokeReason) -> None:
+    lease = task.lease
+    assert lease is not None
+    run.emit(
+        ev.LeaseRevoked(lease.lease_id, lease.epoch, lease.holder, reason),
+        change_id,
+        task.contract.id,
+    )
+    _compensate(run, change_id, task.contract, lease, f"lease revoked: {reason.value}")
+
+
+def _compensate(
+    run: _Run, change_id: str, contract: TaskContract, lease: Lease, reason: str
+) -> None:
+    run.emit(
+        ev.CompensationRequested(
+            lease_id=lease.lease_id,
+            epoch=lease.epoch,
+            holder=lease.holder,
+            compensation=contract.compensation or "discard",
+            reason=reason,
+        ),
+        change_id,
+        contract.id,
+    )
+
+
+def _close(run: _Run, change_id: str, outcome: Outcome, reason: str, by: str) -> None:
+    """End a change: revoke and cancel what is open, release its resources, wake waiters."""
+    change = run.state.changes[change_id]
+    revoke = (
+        RevokeReason.CHANGE_CANCELLED
+        if outcome is Outcome.CANCELLED
+        else RevokeReason.CHANGE_CLOSED
+    )
+    for task in change.tasks.values():
+        if task.status in TERMINAL:
+            continue
+        if task.lease is not None:
+            _revoke(run, change_id, task, revoke)
+        run.emit(
+            ev.TaskCancelled(f"change {outcome.value.lower()}: {reason}"),
+            change_id,
+            task.contract.id,
+        )
+    landed = outcome is Outcome.PROMOTED
+    if change.holds:
+        run.emit(ev.ResourceLeaseReleased(change.claims, landed), change_id)
+    closing: Payload
+    if outcome is Outcome.PROMOTED:
+        environments = tuple(
+            e
+            for t in change.tasks.values()
+            if t.contract.gate
+            for e in t.contract.outputs.environments
+        )
+        closing = ev.ChangePromoted(run.state.changes[change_id].state, environments)
+    elif outcome is Outcome.BLOCKED:
+        closing = ev.ChangeBlocked(reason, by)
+    elif outcome is Outcome.FAILED:
+        closing = ev.ChangeFailed(reason, by)
+    else:
+        closing = ev.ChangeWithdrawn(reason, by)
+    run.emit(closing, change_id)
+    _wake_waiters(run, change, landed)
+
+
+# --------------------------------------------------------------------------------------------
+# conflicts and resource leases
+
+
+def _overlaps(mine: tuple[str, ...], theirs: tuple[str, ...]) -> tuple[str, ...]:
+    found: list[str] = []
+    for a in mine:
+        for b in theirs:
+            same_kind = a[:4] == b[:4]
+            matches = a == b or (
+                same_kind and (fnmatch.fnmatchcase(a, b) or fnmatch.fnmatchcase(b, a))
+            )
+            if matches and a not in found:
+                found.append(a)
+    return tuple(found)
+
+
+def _detect_conflicts(run: _Run, change_id: str) -> None:
+    """Record overlaps with earlier live changes; take the resources if nobody earlier has them."""
+    change = run.state.changes[change_id]
+    for other in tuple(run.state.changes.values()):
+        if other.change_id == change_id:
+            continue
+        overlap = _overlaps(change.claims, other.claims)
+        if overlap:
+            run.emit(ev.ConflictDetected(other.change_id, overlap), change_id)
+    _grant_resources_if_free(run, change_id)
+
+
+def _grant_resources_if_free(run: _Run, change_id: str) -> None:
+    change = run.state.changes[change_id]
+    if change.holds or not change.claims:
+        return
+    for other in run.state.changes.values():
+        if other.change_id == change_id:
+            break  # only earlier changes have precedence
+        if _overlaps(change.claims, other.claims):
+            return
+    run.emit(ev.ResourceLeaseGranted(change.claims), change_id)
+    for task in run.state.changes[change_id].tasks.values():
+        if task.contract.gate and task.status is TaskStatus.OFFERED:
+            _offer(run, change_id, task, OfferReason.READY, task.attempt)
+
+
+def _wake_waiters(run: _Run, closed: ChangeState, landed: bool) -> None:
+    """After a change closes: re-verify overlapping changes on top of it if it landed, and
+    hand its resources to the earliest waiters."""
+    for other_id in tuple(run.state.changes):
+        other = run.state.changes.get(other_id)
+        if other is None:
+            continue
+        if landed and _overlaps(other.claims, closed.claims):
+            moved = ev.ChangeUpdated(
+                base_sha=closed.state.head_sha,
+                head_sha=other.state.head_sha,
+                lockfile_digest=other.state.lockfile_digest,
+            )
+            _revise(run, other_id, ev.ReviseReason.BASE_MOVED, moved)
+        if other_id in run.state.changes:
+            _grant_resources_if_free(run, other_id)
+
+
+# --------------------------------------------------------------------------------------------
+# DAG progress
+
+
+def _context(change: ChangeState) -> dict[str, Any]:
+    facts = change.facts
+    return {
+        "kind": facts.kind,
+        "paths": facts.paths,
+        "labels": facts.labels,
+        "resources": facts.resources,
+        "environments": facts.environments,
+        "steps": {
+            t.contract.step: {"status": t.status.value.lower(), "decision": t.decision or None}
+            for t in change.tasks.values()
+        },
+    }
+
+
+def _advance(run: _Run, change_id: str) -> None:
+    """Offer every pending task whose needs are done (or skip it if its `when` is false);
+    close the change as promoted once every task is done."""
+    change = run.state.changes.get(change_id)
+    if change is None:
+        return
+    for task_id in tuple(change.tasks):
+        change = run.state.changes[change_id]
+        task = change.tasks[task_id]
+        if task.status is not TaskStatus.PENDING:
+            continue
+        if not all(change.tasks[need].status in DONE for need in task.contract.needs):
+            continue
+        contract = task.contract
+        if contract.when and not evaluate(contract.when, _context(change)):
+            run.emit(ev.TaskSkipped(f"condition false: {contract.when}"), change_id, task_id)
+            continue
+        run.emit(ev.TaskReady(contract.step, contract.capability), change_id, task_id)
+        if _is_approval(contract):
+            run.emit(
+                ev.ApprovalRequested(
+                    contract.approvals_required, change.state, change.evidence_digest
+                ),
+                change_id,
+                task_id,
+            )
+        else:
+            _offer(run, change_id, task, OfferReason.READY, 1)
+    change = run.state.changes[change_id]
+    if all(t.status in DONE for t in change.tasks.values()):
+        _close(run, change_id, Outcome.PROMOTED, "every task done", COORDINATOR.id)
+
+
+def _is_approval(contract: TaskContract) -> bool:
+    return contract.authority is Authority.HUMAN and contract.approvals_required > 0
+
+
+def _offer(run: _Run, change_id: str, task: TaskState, reason: OfferReason, attempt: int) -> None:
+    contract = run.state.changes[change_id].tasks[task.contract.id].contract
+    run.emit(ev.TaskOffered(contract, attempt, task.epoch + 1, reason), change_id, contract.id)
+
+
+# --------------------------------------------------------------------------------------------
+# leases
+
+
+_AUTHORITY_KINDS = {
+    Authority.AGENT: ActorKind.AGENT,
+    Authority.HUMAN: ActorKind.HUMAN,
+    Authority.OPS: ActorKind.OPS,
+}
+
+
+def _on_lease_requested(run: _Run, event: Event) -> None:
+    p: ev.LeaseRequested = event.payload  # type: ignore[assignment]
+    found = _live_task(run, event)
+    if found is None:
+        return
+    change, task = found
+    contract = task.contract
+    holder = event.envelope.actor.id
+    if not _scope_covers_contract(run, event, contract):
+        return
+
+    def deny(reason: ev.DenyReason, detail: str) -> None:
+        run.emit(ev.LeaseDenied(holder, reason, detail), change.change_id, contract.id)
+
+    if p.capability != contract.capability:
+        deny(ev.DenyReason.NOT_OFFERED, f"task needs capability {contract.capability!r}")
+    elif _AUTHORITY_KINDS[contract.authority] is not event.envelope.actor.kind:
+        deny(ev.DenyReason.WRONG_AUTHORITY, f"task needs a {contract.authority.value} actor")
+    elif task.status is TaskStatus.LEASED:
+        deny(ev.DenyReason.ALREADY_LEASED, "another holder has the live lease")
+    elif task.status in TERMINAL:
+        deny(ev.DenyReason.TASK_CLOSED, f"task is {task.status.value}")
+    elif task.status is not TaskStatus.OFFERED:
+        deny(ev.DenyReason.NOT_OFFERED, f"task is {task.status.value}")
+    elif contract.gate and change.claims and not change.holds:
+        waiting = ", ".join(change.waiting_for) or "an earlier change"
+        deny(ev.DenyReason.RESOURCE_BUSY, f"waiting for {waiting} to release shared resources")
+    elif contract.gate and (problem := gate_problem(change, task)):
+        deny(ev.DenyReason.GATE_NOT_SATISFIED, problem)
+    else:
+        run.emit(
+            ev.LeaseGranted(
+                lease_id=derive_id(event.envelope.event_id, "lease"),
+                holder=holder,
+                epoch=task.epoch + 1,
+                expires_at=run.now + min(run.config.lease_ttl_ms, contract.timeout_ms),
+                attempt=task.attempt,
+                inputs=contract.inputs,
+            ),
+            change.change_id,
+            contract.id,
+        )
+
+
+def _scope_covers_contract(run: _Run, event: Event, contract: TaskContract) -> bool:
+    scope = event.scope
+    if scope is None:  # ops acting without a credential scope may take any task
+        return True
+    if contract.capability not in scope.capabilities:
+        run.reject(
+            InputRejection.CAPABILITY_OUT_OF_SCOPE, f"credential lacks {contract.capability!r}"
+        )
+        return False
+    for path in contract.outputs.paths:
+        if not _matches_any(path, scope.paths):
+            run.reject(InputRejection.PATH_OUT_OF_SCOPE, f"task may touch {path!r}")
+            return False
+    for env in contract.outputs.environments:
+        if env not in scope.environments:
+            run.reject(InputRejection.ENVIRONMENT_OUT_OF_SCOPE, f"task deploys to {env!r}")
+            return False
+    return True
+
+
+def gate_problem(change: ChangeState, task: TaskState) -> str:
+    """Why a promotion task may not start yet (empty when it may): every required ancestor must
+    be done and have verified exactly the change's current state (invariant 3)."""
+    state = change.state
+    if change.policy_decision == PolicyDecision.FAIL.value and change.policy_enforced:
+        return "policy decision is FAIL (enforced)"
+    for ancestor_id in _ancestors(change, task.contract.id):
+        ancestor = change.tasks[ancestor_id]
+        if not ancestor.contract.required or ancestor.status is TaskStatus.SKIPPED:
+            continue
+        if ancestor.status is not TaskStatus.SUCCEEDED:
+            return f"{ancestor.contract.step} is {ancestor.status.value}"
+        verified = ancestor.verified
+        exact = _is_approval(ancestor.contract)
+        if verified is None or not verifies(verified, state, exact=exact):
+            return f"{ancestor.contract.step} verified a different state than {state.head_sha}"
+    return ""
+
+
+def verifies(verified: VerifiedState, state: VerifiedState, *, exact: bool = False) -> bool:
+    """Does a verification cover the change's state? Approvals must name it exactly; checks
+    must match head, base and lockfile, and any artifact or policy revision they report."""
+    if exact:
+        return verified == state
+    return (
+        verified.head_sha == state.head_sha
+        and verified.base_sha == state.base_sha
+        and verified.lockfile_digest == state.lockfile_digest
+        and verified.artifact_digest in ("", state.artifact_digest)
+        and verified.policy_revision in ("", state.policy_revision)
+    )
+
+
+def _ancestors(change: ChangeState, task_id: str) -> list[str]:
+    seen: list[str] = []
+    stack = list(change.tasks[task_id].contract.needs)
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.append(node)
+            stack.extend(change.tasks[node].contract.needs)
+    return seen
+
+
+def _holder_problem(
+    event: Event, task: TaskState, lease_id: str, epoch: int
+) -> RejectReason | None:
+    lease = task.lease
+    if lease is None:
+        return RejectReason.TASK_CLOSED if task.status in TERMINAL else RejectReason.UNKNOWN_LEASE
+    if epoch != lease.epoch:
+        return RejectReason.STALE_EPOCH
+    if lease_id != lease.lease_id:
+        return RejectReason.UNKNOWN_LEASE
+    if event.envelope.actor.id != lease.holder:
+        return RejectReason.NOT_HOLDER
+    return None
+
+
+def _on_heartbeat(run: _Run, event: Event) -> None:
+    p: ev.LeaseHeartbeat = event.payload  # type: ignore[assignment]
+    found = _live_task(run, event)
+    if found is None:
+        return
+    change, task = found
+    problem = _holder_problem(event, task, p.lease_id, p.epoch)
+    if problem is not None:
+        holder = event.envelope.actor.id
+        run.emit(
+            ev.LeaseHeartbeatRejected(p.lease_id, p.epoch, holder, problem),
+            change.change_id,
+            task.contract.id,
+        )
+        return
+    lease = task.lease
+    assert lease is not None
+    expires = min(run.now + run.config.lease_ttl_ms, lease.deadline)
+    run.emit(
+        ev.LeaseExtended(lease.lease_id, lease.epoch, max(expires, lease.expires_at)),
+        change.change_id,
+        task.contract.id,
+    )
+
+
+def _on_released(run: _Run, event: Event) -> None:
+    p: ev.LeaseReleased = event.payload  # type: ignore[assignment]
+    found = _live_task(run, event)
+    if found is None:
+        return
+    change, task = found
+    problem = _holder_problem(event, task, p.lease_id, p.epoch)
+    if problem is not None:
+        run.reject(InputRejection.STALE_LEASE, f"release refused: {problem.value}")
+        return
+    lease = task.lease
+    assert lease is not None
+    run.emit(
+        ev.LeaseReturned(lease.lease_id, lease.epoch, lease.holder),
+        change.change_id,
+        task.contract.id,
+    )
+    _offer(
+        run,
+        change.change_id,
+        run.state.changes[change.change_id].tasks[task.contract.id],
+        OfferReason.RELEASED,
+        task.attempt,
+    )
+
+
+def _on_credential_revoked(run: _Run, event: Event) -> None:
+    p: ev.CredentialRevoked = event.payload  # type: ignore[assignment]
+    for change_id in tuple(run.state.changes):
+        for task in tuple(run.state.changes[change_id].tasks.values()):
+            if task.lease is not None and task.lease.holder == p.actor_id:
+                _revoke(run, change_id, task, RevokeReason.CREDENTIAL_REVOKED)
+                current = run.state.changes[change_id].tasks[task.contract.id]
+                _offer(run, change_id, current, OfferReason.REVOKED, task.attempt + 1)
+
+
+def _on_tick(run: _Run, _event: Event) -> None:
+    for change_id in tuple(run.state.changes):
+        change = run.state.changes.get(change_id)
+        if change is None:
+            continue
+        for task_id in tuple(change.tasks):
+            change = run.state.changes.get(change_id)
+            if change is None:
+                break
+            task = change.tasks[task_id]
+            if task.lease is not None and task.lease.expires_at <= run.now:
+                _expire(run, change_id, task)
+            elif task.status is TaskStatus.RETRY_WAIT and (task.retry_due or 0) <= run.now:
+                _offer(run, change_id, task, OfferReason.RETRY, task.attempt + 1)
+
+
+def _expire(run: _Run, change_id: str, task: TaskState) -> None:
+    lease = task.lease
+    assert lease is not None
+    contract = task.contract
+    run.emit(ev.LeaseExpired(lease.lease_id, lease.epoch, lease.holder), change_id, contract.id)
+    _compensate(run, change_id, contract, lease, "lease expired without a result")
+    if task.attempt >= contract.max_attempts:
+        _dead_letter(run, change_id, task, lease, "lease expired on the last attempt")
+    else:
+        current = run.state.changes[change_id].tasks[contract.id]
+        _offer(run, change_id, current, OfferReason.EXPIRED, task.attempt + 1)
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+def _stale_result(
+    run: _Run,
+    change_id: str,
+    task: TaskState,
+    lease_id: str,
+    epoch: int,
+    reason: RejectReason,
+    detail: str = "",
+) -> None:
+    holder = run.cause.envelope.actor.id
+    run.emit(
+        ev.ResultRejected(lease_id, epoch, holder, reason, detail), change_id, task.contract.id
+    )
+    stale = Lease(lease_id, holder, epoch, 0, 0, task.attempt, ())
+    _compensate(run, change_id, task.contract, stale, f"result rejected: {reason.value}")
+
+
+def _on_task_succeeded(run: _Run, event: Event) -> None:
+    p: ev.TaskSucceeded = event.payload  # type: ignore[assignment]
+    found = _live_task(run, event)
+    if found is None:
+        return
+    change, task = found
+    change_id, contract = change.change_id, task.contract
+    problem = _holder_problem(event, task, p.lease_id, p.epoch)
+    lease = task.lease
+    if (
+        problem is None
+        and lease is not None
+        and (p.inputs != lease.inputs or lease.inputs != contract.inputs)
+    ):
+        problem = RejectReason.INPUTS_CHANGED
+    if problem is not None:
+        _stale_result(run, change_id, task, p.lease_id, p.epoch, problem)
+        return
+    assert lease is not None
+    if not _touched_within_bounds(run, event, contract, p.touched):
+        _compensate(
+            run, change_id, contract, lease, "result touched undeclared or out-of-scope outputs"
+        )
+        return
+    verified = p.verified or VerifiedState(
+        change.state.head_sha, change.state.base_sha, change.state.lockfile_digest
+    )
+    if p.policy is not None and not verified.policy_revision:
+        verified = VerifiedState(
+            verified.head_sha,
+            verified.base_sha,
+            verified.lockfile_digest,
+            verified.artifact_digest,
+            p.policy.policy_revision,
+        )
+    mismatch = _state_mismatch(change.state, verified)
+    if mismatch:
+        _stale_result(
+            run, change_id, task, p.lease_id, p.epoch, RejectReason.STATE_MISMATCH, mismatch
+        )
+        return
+    if contract.capability == "policy" and p.policy is None:
+        _stale_result(
+            run,
+            change_id,
+            task,
+            p.lease_id,
+            p.epoch,
+            RejectReason.MISSING_OUTCOME,
+            "a policy step must report its decision",
+        )
+        return
+    run.emit(
+        ev.TaskCompleted(
+            lease.lease_id,
+            lease.epoch,
+            lease.holder,
+            lease.attempt,
+            lease.inputs,
+            p.touched,
+            p.artifacts,
+            verified,
+        ),
+        change_id,
+        contract.id,
+    )
+    if p.policy is not None:
+        outcome = p.policy
+        state = run.state.changes[change_id].state
+        run.emit(
+            ev.PolicyEvaluated(
+                outcome.decision, outcome.enforced, state, outcome.evidence_digest, outcome.reasons
+            ),
+            change_id,
+            contract.id,
+        )
+        if outcome.decision is PolicyDecision.FAIL and outcome.enforced:
+            reasons = "; ".join(outcome.reasons) or "no reasons given"
+            _close(run, change_id, Outcome.BLOCKED, f"policy FAIL: {reasons}", contract.id)
+            return
+    _advance(run, change_id)
+
+
+def _state_mismatch(state: VerifiedState, verified: VerifiedState) -> str:
+    if (verified.head_sha, verified.base_sha, verified.lockfile_digest) != (
+        state.head_sha,
+        state.base_sha,
+        state.lockfile_digest,
+    ):
+        return (
+            f"verified {verified.head_sha}@{verified.base_sha}, "
+            f"change is at {state.head_sha}@{state.base_sha}"
+        )
+    if state.artifact_digest and verified.artifact_digest not in ("", state.artifact_digest):
+        return f"artifact {verified.artifact_digest} differs from verified {state.artifact_digest}"
+    if state.policy_revision and verified.policy_revision not in ("", state.policy_revision):
+        return f"policy revision {verified.policy_revision} differs from {state.policy_revision}"
+    return ""
+
+
+def _touched_within_bounds(
+    run: _Run, event: Event, contract: TaskContract, touched: ev.Outputs
+) -> bool:
+    declared = contract.outputs
+    for path in touched.paths:
+        if not _matches_any(path, declared.paths):
+            run.reject(
+                InputRejection.OUTPUT_NOT_DECLARED, f"path {path!r} not declared by the task"
+            )
+            return False
+    for resource in touched.resources:
+        if not _matches_any(resource, declared.resources):
+            run.reject(InputRejection.OUTPUT_NOT_DECLARED, f"resource {resource!r} not declared")
+            return False
+    for env in touched.environments:
+        if env not in declared.environments:
+            run.reject(InputRejection.OUTPUT_NOT_DECLARED, f"environment {env!r} not declared")
+            return False
+    scope = event.scope
+    if scope is None:
+        return True
+    for path in touched.paths:
+        if not _matches_any(path, scope.paths):
+            run.reject(InputRejection.PATH_OUT_OF_SCOPE, f"path {path!r} outside credential")
+            return False
+    for env in touched.environments:
+        if env not in scope.environments:
+            run.reject(
+                InputRejection.ENVIRONMENT_OUT_OF_SCOPE, f"environment {env!r} outside credential"
+            )
+            return False
+    return True
+
+
+def _on_task_failed(run: _Run, event: Event) -> None:
+    p: ev.TaskFailed = event.payload  # type: ignore[assignment]
+    found = _live_task(run, event)
+    if found is None:
+        return
+    change, task = found
+    problem = _holder_problem(event, task, p.lease_id, p.epoch)
+    if problem is not None:
+        _stale_result(run, change.change_id, task, p.lease_id, p.epoch, problem)
+        return
+    lease = task.lease
+    assert lease is not None
+    contract = task.contract
+    if p.retryable and task.attempt < contract.max_attempts:
+        delay = backoff_delay(contract.backoff, task.attempt, event.envelope.event_id)
+        run.emit(
+            ev.RetryScheduled(
+                lease.lease_id,
+                lease.epoch,
+                task.attempt,
+                task.attempt + 1,
+                run.now + delay,
+                delay,
+                p.error,
+            ),
+            change.change_id,
+            contract.id,
+        )
+    else:
+        _dead_letter(run, change.change_id, task, lease, p.error)
+
+
+def _dead_letter(run: _Run, change_id: str, task: TaskState, lease: Lease, error: str) -> None:
+    contract = task.contract
+    run.emit(
+        ev.TaskDeadLettered(lease.lease_id, lease.epoch, task.attempt, error),
+        change_id,
+        contract.id,
+    )
+    run.emit(
+        ev.EscalationRaised(
+            f"{contract.step} failed after {task.attempt} attempt(s): {error}",
+            ev.Severity.CRITICAL,
+            contract.id,
+        ),
+        change_id,
+        contract.id,
+    )
+    if contract.compensation:
+        _compensate(run, change_id, contract, lease, "task dead-lettered")
+    _close(run, change_id, Outcome.FAILED, f"{contract.step} dead-lettered: {error}", contract.id)
+
+
+# --------------------------------------------------------------------------------------------
+# approvals
+
+
+def _approval_task(
+    run: _Run, event: Event, state: VerifiedState, evidence: str
+) -> tuple[ChangeState, TaskState] | None:
+    found = _live_task(run, event)
+    if found is None:
+        return None
+    change, task = found
+    scope = event.scope
+    actor = event.envelope.actor.id
+    if not _is_approval(task.contract) or task.status is not TaskStatus.AWAITING_APPROVAL:
+        run.reject(InputRejection.NOT_AWAITING_APPROVAL, f"task is {task.status.value}")
+        return None
+    if scope is None or REVIEW_CAPABILITY not in scope.capabilities:
+        run.reject(InputRejection.NOT_A_REVIEWER, f"credential lacks {REVIEW_CAPABILITY!r}")
+        return None
+    if actor == change.submitted_by:
+        run.reject(InputRejection.NOT_A_REVIEWER, "authors cannot approve their own change")
+        return None
+    if state != change.state or evidence != task.evidence_digest:
+        run.reject(
+            InputRejection.STALE_APPROVAL,
+            f"signed {state.head_sha}, change is at {change.state.head_sha}",
+        )
+        return None
+    return change, task
+
+
+def _on_approval_signed(run: _Run, event: Event) -> None:
+    p: ev.ApprovalSigned = event.payload  # type: ignore[assignment]
+    found = _approval_task(run, event, p.state, p.evidence_digest)
+    if found is None:
+        return
+    change, task = found
+    approver = event.envelope.actor.id
+    if approver in task.approvers:
+        run.reject(InputRejection.DUPLICATE_APPROVAL, f"{approver} already approved")
+        return
+    contract = task.contract
+    count = len(task.approvers) + 1
+    run.emit(
+        ev.ApprovalAccepted(
+            approver, count, contract.approvals_required, p.state, p.evidence_digest
+        ),
+        change.change_id,
+        contract.id,
+    )
+    if count < contract.approvals_required:
+        return
+    approvers = (*task.approvers, approver)
+    run.emit(
+        ev.TaskCompleted(
+            "",
+            task.epoch,
+            ",".join(approvers),
+            task.attempt,
+            contract.inputs,
+            ev.Outputs(),
+            (),
+            p.state,
+        ),
+        change.change_id,
+        contract.id,
+    )
+    _advance(run, change.change_id)
+
+
+def _on_approval_rejected(run: _Run, event: Event) -> None:
+    p: ev.ApprovalRejected = event.payload  # type: ignore[assignment]
+    found = _approval_task(run, event, p.state, p.evidence_digest)
+    if found is None:
+        return
+    change, _task = found
+    reviewer = event.envelope.actor.id
+    reason = f"approval rejected by {reviewer}: {p.comment or 'no comment'}"
+    _close(run, change.change_id, Outcome.BLOCKED, reason, reviewer)
+
+
+def _ignore(_run: _Run, _event: Event) -> None:
+    """Recorded by the audit sink; nothing for the coordinator to decide."""
+
+
+HANDLERS: dict[type, Handler] = {
+    ev.ChangeRequested: _on_change_requested,
+    ev.ChangeUpdated: _on_change_updated,
+    ev.ChangeCancelled: _on_change_cancelled,
+    ev.LeaseRequested: _on_lease_requested,
+    ev.LeaseHeartbeat: _on_heartbeat,
+    ev.LeaseReleased: _on_released,
+    ev.TaskSucceeded: _on_task_succeeded,
+    ev.TaskFailed: _on_task_failed,
+    ev.ApprovalSigned: _on_approval_signed,
+    ev.ApprovalRejected: _on_approval_rejected,
+    ev.CredentialRevoked: _on_credential_revoked,
+    ev.PolicyModeChanged: _ignore,
+    ev.Tick: _on_tick,
+}

@@ -1,0 +1,454 @@
+"""The coordinator's state for one repository, and `evolve`, the only code that changes it.
+
+State is a fold of the coordinator's decisions (DESIGN.md, Functional core): replaying
+`sdlc.coordinator` from the start through `evolve` rebuilds it exactly. Every event type has
+an applier, including explicit no-ops, so an unknown event can never be dropped silently.
+
+Values are frozen dataclasses; collections are tuples, frozensets and mappings that are
+never mutated after construction (copy on write), so a state can be shared freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from sdlcflow.core import events as ev
+from sdlcflow.core.codec import from_plain, to_plain
+from sdlcflow.core.events import (
+    ChangeFacts,
+    Event,
+    PolicyDecision,
+    TaskContract,
+    VerifiedState,
+)
+
+# How many closed change ids a repository remembers so a late duplicate of their request is
+# refused instead of re-planned.
+CLOSED_MEMORY = 10_000
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"
+    OFFERED = "OFFERED"
+    LEASED = "LEASED"
+    RETRY_WAIT = "RETRY_WAIT"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    SUCCEEDED = "SUCCEEDED"
+    SKIPPED = "SKIPPED"
+    DEAD = "DEAD"
+    CANCELLED = "CANCELLED"
+
+
+DONE = frozenset({TaskStatus.SUCCEEDED, TaskStatus.SKIPPED})
+TERMINAL = frozenset({*DONE, TaskStatus.DEAD, TaskStatus.CANCELLED})
+
+
+class Outcome(StrEnum):
+    PROMOTED = "PROMOTED"
+    BLOCKED = "BLOCKED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A live lease: the holder may work on the task until `expires_at` (heartbeats extend it
+    up to `deadline`, the task's timeout); results must carry `epoch` and `inputs`."""
+
+    lease_id: str
+    holder: str
+    epoch: int
+    expires_at: int
+    deadline: int
+    attempt: int
+    inputs: tuple[ev.ArtifactRef, ...]
+
+
+@dataclass(frozen=True)
+class TaskState:
+    contract: TaskContract
+    status: TaskStatus = TaskStatus.PENDING
+    attempt: int = 0
+    epoch: int = 0
+    lease: Lease | None = None
+    retry_due: int | None = None
+    verified: VerifiedState | None = None
+    decision: str = ""
+    approvers: tuple[str, ...] = ()
+    evidence_digest: str = ""
+    completions: int = 0
+
+
+@dataclass(frozen=True)
+class ChangeState:
+    """One live change: its facts, the state tuple it is verifying, its tasks and claims."""
+
+    change_id: str
+    template: str
+    template_digest: str
+    facts: ChangeFacts
+    state: VerifiedState
+    tasks: Mapping[str, TaskState]
+    claims: tuple[str, ...]
+    submitted_by: str
+    revision: int = 0
+    holds: bool = False
+    waiting_for: tuple[str, ...] = ()
+    policy_decision: str = ""
+    policy_enforced: bool = False
+    evidence_digest: str = ""
+    processed: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RepoState:
+    """Everything the coordinator knows about one repository; the shell keeps one per repo key.
+
+    `holders` maps a claimed resource (`path:`, `key:`, `env:`) to the change holding it;
+    `closed` remembers recent outcomes (oldest first, bounded); `watermark` is the latest
+    decision time applied.
+    """
+
+    repo: str = ""
+    changes: Mapping[str, ChangeState] = field(default_factory=dict)
+    holders: Mapping[str, str] = field(default_factory=dict)
+    closed: Mapping[str, str] = field(default_factory=dict)
+    watermark: int = 0
+
+    def to_plain(self) -> dict[str, Any]:
+        """JSON-ready form for the shell's table."""
+        plain: dict[str, Any] = to_plain(self)
+        return plain
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> RepoState:
+        return from_plain(cls, data)
+
+
+T = TypeVar("T")
+
+
+def replace(obj: T, **changes: Any) -> T:
+    """A fast `dataclasses.replace` for our frozen dataclasses (no __post_init__, no slots)."""
+    new = object.__new__(type(obj))
+    fields = new.__dict__
+    fields.update(obj.__dict__)
+    fields.update(changes)
+    return new
+
+
+def claim_keys(facts: ChangeFacts, tasks: tuple[TaskContract, ...]) -> tuple[str, ...]:
+    """What a change may touch, as resource keys for conflict detection and resource leases."""
+    keys: list[str] = []
+    paths = [*facts.paths, *(p for t in tasks for p in t.outputs.paths)]
+    resources = [*facts.resources, *(r for t in tasks for r in t.outputs.resources)]
+    envs = [*facts.environments, *(e for t in tasks for e in t.outputs.environments)]
+    for prefix, values in (("path:", paths), ("key:", resources), ("env:", envs)):
+        for value in values:
+            key = prefix + value
+            if key not in keys:
+                keys.append(key)
+    return tuple(keys)
+
+
+# --------------------------------------------------------------------------------------------
+# evolve
+
+Applier = Callable[[RepoState, Event], RepoState]
+
+
+def evolve(state: RepoState, event: Event) -> RepoState:
+    """Fold one event into the state; inputs change nothing (their decisions carry the effect)."""
+    new = APPLIERS[type(event.payload)](state, event)
+    envelope = event.envelope
+    cause = envelope.causation_id
+    change = new.changes.get(envelope.change_id) if envelope.change_id else None
+    if change is not None and cause is not None and cause not in change.processed:
+        change = replace(change, processed=change.processed | {cause})
+        new = replace(new, changes={**new.changes, change.change_id: change})
+    if envelope.occurred_at > new.watermark or not new.repo:
+        new = replace(
+            new, watermark=max(new.watermark, envelope.occurred_at), repo=new.repo or envelope.repo
+        )
+    return new
+
+
+def _noop(state: RepoState, _event: Event) -> RepoState:
+    return state
+
+
+def _change(state: RepoState, event: Event) -> ChangeState:
+    change_id = event.envelope.change_id
+    assert change_id is not None, "decisions about a change carry its change_id"
+    return state.changes[change_id]
+
+
+def _put_change(state: RepoState, change: ChangeState) -> RepoState:
+    return replace(state, changes={**state.changes, change.change_id: change})
+
+
+def _task_update(event: Event, state: RepoState, **updates: Any) -> RepoState:
+    change = _change(state, event)
+    task_id = event.envelope.task_id
+    assert task_id is not None, "decisions about a task carry its task_id"
+    task = replace(change.tasks[task_id], **updates)
+    return _put_change(state, replace(change, tasks={**change.tasks, task_id: task}))
+
+
+def _task(state: RepoState, event: Event) -> TaskState:
+    task_id = event.envelope.task_id
+    assert task_id is not None
+    return _change(state, event).tasks[task_id]
+
+
+def _apply_planned(state: RepoState, event: Event) -> RepoState:
+    p: ev.ChangePlanned = event.payload  # type: ignore[assignment]
+    change_id = event.envelope.change_id
+    assert change_id is not None
+    change = ChangeState(
+        change_id=change_id,
+        template=p.template,
+        template_digest=p.template_digest,
+        facts=p.facts,
+        state=p.state,
+        tasks={task.id: TaskState(contract=task) for task in p.tasks},
+        claims=claim_keys(p.facts, p.tasks),
+        submitted_by=p.submitted_by,
+    )
+    return _put_change(state, change)
+
+
+def _apply_revised(state: RepoState, event: Event) -> RepoState:
+    p: ev.ChangeRevised = event.payload  # type: ignore[assignment]
+    change = _change(state, event)
+    inputs = inputs_of(p.state)
+    tasks = dict(change.tasks)
+    for task_id in p.rerun:
+        old = tasks[task_id]
+        tasks[task_id] = TaskState(contract=replace(old.contract, inputs=inputs), epoch=old.epoch)
+    facts = replace(
+        change.facts,
+        paths=p.paths or change.facts.paths,
+        resources=p.resources or change.facts.resources,
+    )
+    revised = replace(
+        change,
+        state=p.state,
+        revision=p.revision,
+        tasks=tasks,
+        facts=facts,
+        policy_decision="",
+        policy_enforced=False,
+        evidence_digest="",
+    )
+    return _put_change(state, revised)
+
+
+def _apply_closed(outcome: Outcome) -> Applier:
+    def apply(state: RepoState, event: Event) -> RepoState:
+        change_id = event.envelope.change_id
+        assert change_id is not None
+        changes = {k: v for k, v in state.changes.items() if k != change_id}
+        holders = {k: v for k, v in state.holders.items() if v != change_id}
+        closed = {**state.closed, change_id: outcome.value}
+        if len(closed) > CLOSED_MEMORY:
+            closed = dict(list(closed.items())[-CLOSED_MEMORY:])
+        return replace(state, changes=changes, holders=holders, closed=closed)
+
+    return apply
+
+
+def _apply_offered(state: RepoState, event: Event) -> RepoState:
+    p: ev.TaskOffered = event.payload  # type: ignore[assignment]
+    return _task_update(
+        event, state, status=TaskStatus.OFFERED, attempt=p.attempt, lease=None, retry_due=None
+    )
+
+
+def _apply_granted(state: RepoState, event: Event) -> RepoState:
+    p: ev.LeaseGranted = event.payload  # type: ignore[assignment]
+    task = _task(state, event)
+    lease = Lease(
+        lease_id=p.lease_id,
+        holder=p.holder,
+        epoch=p.epoch,
+        expires_at=p.expires_at,
+        deadline=event.envelope.occurred_at + task.contract.timeout_ms,
+        attempt=p.attempt,
+        inputs=p.inputs,
+    )
+    return _task_update(event, state, status=TaskStatus.LEASED, epoch=p.epoch, lease=lease)
+
+
+def _apply_extended(state: RepoState, event: Event) -> RepoState:
+    p: ev.LeaseExtended = event.payload  # type: ignore[assignment]
+    lease = _task(state, event).lease
+    assert lease is not None, "LeaseExtended follows a live lease"
+    return _task_update(event, state, lease=replace(lease, expires_at=p.expires_at))
+
+
+def _apply_lease_ended(state: RepoState, event: Event) -> RepoState:
+    return _task_update(
+        event,
+        state,
+        status=TaskStatus.RETRY_WAIT,
+        lease=None,
+        retry_due=event.envelope.occurred_at,
+    )
+
+
+def _apply_retry(state: RepoState, event: Event) -> RepoState:
+    p: ev.RetryScheduled = event.payload  # type: ignore[assignment]
+    return _task_update(event, state, status=TaskStatus.RETRY_WAIT, lease=None, retry_due=p.due_at)
+
+
+def _apply_completed(state: RepoState, event: Event) -> RepoState:
+    p: ev.TaskCompleted = event.payload  # type: ignore[assignment]
+    task = _task(state, event)
+    state = _task_update(
+        event,
+        state,
+        status=TaskStatus.SUCCEEDED,
+        lease=None,
+        retry_due=None,
+        verified=p.verified,
+        completions=task.completions + 1,
+    )
+    change = _change(state, event)
+    if p.verified is not None:
+        current = change.state
+        merged = replace(
+            current,
+            artifact_digest=current.artifact_digest or p.verified.artifact_digest,
+            policy_revision=current.policy_revision or p.verified.policy_revision,
+        )
+        if merged != current:
+            state = _put_change(state, replace(change, state=merged))
+    return state
+
+
+def _apply_status(status: TaskStatus) -> Applier:
+    def apply(state: RepoState, event: Event) -> RepoState:
+        return _task_update(event, state, status=status, lease=None, retry_due=None)
+
+    return apply
+
+
+def _apply_policy(state: RepoState, event: Event) -> RepoState:
+    p: ev.PolicyEvaluated = event.payload  # type: ignore[assignment]
+    state = _task_update(event, state, decision=p.decision.value)
+    change = replace(
+        _change(state, event),
+        policy_decision=p.decision.value,
+        policy_enforced=p.enforced,
+        evidence_digest=p.evidence_digest,
+    )
+    return _put_change(state, change)
+
+
+def _apply_approval_requested(state: RepoState, event: Event) -> RepoState:
+    p: ev.ApprovalRequested = event.payload  # type: ignore[assignment]
+    return _task_update(
+        event,
+        state,
+        status=TaskStatus.AWAITING_APPROVAL,
+        evidence_digest=p.evidence_digest,
+        approvers=(),
+    )
+
+
+def _apply_approval_accepted(state: RepoState, event: Event) -> RepoState:
+    p: ev.ApprovalAccepted = event.payload  # type: ignore[assignment]
+    task = _task(state, event)
+    return _task_update(event, state, approvers=(*task.approvers, p.approver))
+
+
+def _apply_approval_invalidated(state: RepoState, event: Event) -> RepoState:
+    return _task_update(event, state, approvers=())
+
+
+def _apply_conflict(state: RepoState, event: Event) -> RepoState:
+    p: ev.ConflictDetected = event.payload  # type: ignore[assignment]
+    change = _change(state, event)
+    if p.other_change_id in change.waiting_for:
+        return state
+    return _put_change(state, replace(change, waiting_for=(*change.waiting_for, p.other_change_id)))
+
+
+def _apply_resources_granted(state: RepoState, event: Event) -> RepoState:
+    p: ev.ResourceLeaseGranted = event.payload  # type: ignore[assignment]
+    change = _change(state, event)
+    holders = {**state.holders, **dict.fromkeys(p.resources, change.change_id)}
+    state = replace(state, holders=holders)
+    return _put_change(state, replace(change, holds=True, waiting_for=()))
+
+
+def _apply_resources_released(state: RepoState, event: Event) -> RepoState:
+    change = _change(state, event)
+    holders = {k: v for k, v in state.holders.items() if v != change.change_id}
+    return _put_change(replace(state, holders=holders), replace(change, holds=False))
+
+
+def inputs_of(verified: VerifiedState) -> tuple[ev.ArtifactRef, ...]:
+    """The artifacts every task of a change reads: its base, head and lockfile."""
+    return (
+        ev.ArtifactRef("base", verified.base_sha),
+        ev.ArtifactRef("head", verified.head_sha),
+        ev.ArtifactRef("lockfile", verified.lockfile_digest),
+    )
+
+
+APPLIERS: dict[type, Applier] = {
+    # inputs: their effect arrives through the decisions they cause
+    **{cls: _noop for cls in ev.INPUT_TYPES.values()},
+    ev.ChangePlanned: _apply_planned,
+    ev.ChangeRevised: _apply_revised,
+    ev.ChangeWithdrawn: _apply_closed(Outcome.CANCELLED),
+    ev.ChangePromoted: _apply_closed(Outcome.PROMOTED),
+    ev.ChangeBlocked: _apply_closed(Outcome.BLOCKED),
+    ev.ChangeFailed: _apply_closed(Outcome.FAILED),
+    ev.TaskReady: _noop,
+    ev.TaskOffered: _apply_offered,
+    ev.TaskSkipped: _apply_status(TaskStatus.SKIPPED),
+    ev.TaskCancelled: _apply_status(TaskStatus.CANCELLED),
+    ev.LeaseGranted: _apply_granted,
+    ev.LeaseDenied: _noop,
+    ev.LeaseExtended: _apply_extended,
+    ev.LeaseHeartbeatRejected: _noop,
+    ev.LeaseReturned: _apply_lease_ended,
+    ev.LeaseExpired: _apply_lease_ended,
+    ev.LeaseRevoked: _apply_lease_ended,
+    ev.TaskCompleted: _apply_completed,
+    ev.ResultRejected: _noop,
+    ev.RetryScheduled: _apply_retry,
+    ev.TaskDeadLettered: _apply_status(TaskStatus.DEAD),
+    ev.EscalationRaised: _noop,
+    ev.PolicyEvaluated: _apply_policy,
+    ev.ApprovalRequested: _apply_approval_requested,
+    ev.ApprovalAccepted: _apply_approval_accepted,
+    ev.ApprovalInvalidated: _apply_approval_invalidated,
+    ev.ConflictDetected: _apply_conflict,
+    ev.ResourceLeaseGranted: _apply_resources_granted,
+    ev.ResourceLeaseReleased: _apply_resources_released,
+    ev.CompensationRequested: _noop,
+    ev.EventRejected: _noop,
+}
+
+__all__ = [
+    "APPLIERS",
+    "DONE",
+    "TERMINAL",
+    "ChangeState",
+    "Lease",
+    "Outcome",
+    "PolicyDecision",
+    "RepoState",
+    "TaskState",
+    "TaskStatus",
+    "claim_keys",
+    "evolve",
+    "inputs_of",
+]
