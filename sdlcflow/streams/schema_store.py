@@ -236,3 +236,39 @@ def released_versions() -> list[str]:
 def released_store(version: str) -> SchemaStore:
     """The contracts of one released version, to read data written by older producers."""
     return SchemaStore.from_directory(HISTORY_DIR / version)
+
+
+def named_types(node: Json, namespace: str | None = None) -> dict[str, dict[str, Json]]:
+    """Every named type defined inside a standalone schema, by full name."""
+    found: dict[str, dict[str, Json]] = {}
+
+    def walk(item: Json, space: str | None) -> None:
+        if isinstance(item, list):
+            for branch in item:
+                walk(branch, space)
+        elif isinstance(item, dict):
+            kind = item.get("type")
+            if kind in _NAMED:
+                full = _full_name(item, space)
+                found[full] = item
+                for f in item.get("fields", []):
+                    walk(f["type"], _namespace_of(full))
+            elif kind == "array":
+                walk(item["items"], space)
+            elif kind == "map":
+                walk(item["values"], space)
+            elif isinstance(kind, (dict, list)):
+                walk(kind, space)
+
+    walk(node, namespace)
+    return found
+
+
+def resolve_type(node: Json, names: Mapping[str, dict[str, Json]], namespace: str | None) -> Json:
+    """A field type with a named reference replaced by its definition (primitives unchanged)."""
+    if isinstance(node, str) and node not in PRIMITIVES:
+        full = node if "." in node or not namespace else f"{namespace}.{node}"
+        return names[full]
+    if isinstance(node, dict) and isinstance(node.get("type"), (dict, list)):
+        return resolve_type(node["type"], names, namespace)
+    return node
