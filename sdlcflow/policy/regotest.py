@@ -69,9 +69,7 @@ def _run_one(interpreter: object, file: str, name: str) -> RegoTestResult:
 def run_tests_isolated(root: Path, timeout_s: float = 120.0) -> list[RegoTestResult]:
     """Run the tests in a child process; on a crash, rerun them one by one to find the culprit."""
     bundle = PolicyBundle.load(root)
-    names = [
-        (m.path, f"{m.package}.{rule}") for m in bundle.test_modules for rule in m.test_rules
-    ]
+    names = [(m.path, f"{m.package}.{rule}") for m in bundle.test_modules for rule in m.test_rules]
     results = _child(root, None, timeout_s)
     if results is not None:
         return results
@@ -91,7 +89,9 @@ def _child(root: Path, only: str | None, timeout_s: float) -> list[RegoTestResul
     if done.returncode != 0:
         return None
     rows = json.loads(done.stdout)
-    return [RegoTestResult(r["name"], r["file"], TestStatus(r["status"]), r["detail"]) for r in rows]
+    return [
+        RegoTestResult(r["name"], r["file"], TestStatus(r["status"]), r["detail"]) for r in rows
+    ]
 
 
 @click.command()
