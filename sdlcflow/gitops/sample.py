@@ -11,10 +11,11 @@ here as text (not as a directory of .py files) so our own pytest and ruff never 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from sdlcflow.gitops._git import GitIdentity
-from sdlcflow.gitops._repo import create_remote
+from sdlcflow.gitops._git import GitError, GitIdentity
+from sdlcflow.gitops._repo import PushStatus, commit_change, create_remote
 
 #: 2024-01-01T00:00:00Z, the seed commit's time: fixed so every seeded repo has the same SHA.
 SAMPLE_EPOCH = 1_704_067_200
@@ -240,3 +241,46 @@ def create_sample_remote(
     """A bare repository at `remote` seeded with the sample service on `main`; returns its SHA."""
     template = write_sample_service(scratch / "sample-service-template", files)
     return create_remote(template, remote, identity=identity, when=when)
+
+
+@dataclass(frozen=True)
+class SampleRepo:
+    """A seeded sample remote plus a helper to commit edits onto it (for tests and the demo)."""
+
+    remote: Path
+    main: str
+    scratch: Path
+    identity: GitIdentity = SAMPLE_IDENTITY
+
+    @classmethod
+    def create(cls, root: Path) -> SampleRepo:
+        """Seed `root/remote.git` with the sample service; scratch space in `root/scratch`."""
+        scratch = root / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        main = create_sample_remote(root / "remote.git", scratch=scratch)
+        return cls(remote=root / "remote.git", main=main, scratch=scratch)
+
+    def commit(
+        self,
+        base: str,
+        branch: str,
+        edits: Mapping[str, bytes | None],
+        *,
+        expected: str | None = None,
+        when: int = SAMPLE_EPOCH + 3600,
+    ) -> str:
+        """Commit `edits` (path -> bytes, None deletes) on `base` as `branch`; return the SHA."""
+        outcome = commit_change(
+            self.remote,
+            base,
+            branch,
+            edits,
+            message=f"Edit {', '.join(sorted(edits))}",
+            identity=self.identity,
+            when=when,
+            expected=expected,
+            scratch=self.scratch,
+        )
+        if outcome.push is PushStatus.STALE:
+            raise GitError(f"{branch} moved while committing {sorted(edits)}; pass expected=")
+        return outcome.sha
