@@ -238,7 +238,11 @@ def _check_graph(steps: list[StepSpec], source: str, problems: list[str]) -> Non
         return
     for step in steps:
         ancestors = _ancestors(step.id, ids)
-        for ref in step_references(step.when):
+        try:
+            references = step_references(step.when)
+        except ExpressionError:
+            continue  # already reported by _parse_step
+        for ref in references:
             if ref not in ancestors:
                 problems.append(
                     f"{source}: step {step.id!r}: 'when' reads steps.{ref}, which is not among "
