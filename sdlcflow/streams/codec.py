@@ -194,7 +194,7 @@ def _read(buffer: io.BytesIO, reader: _Reader, schema_id: int) -> dict[str, Any]
     except SchemaResolutionError as exc:
         reason = (
             DecodeReason.MISSING_FIELD
-            if "no default" in str(exc) or "missing" in str(exc).lower()
+            if "no default value for field" in str(exc).lower()
             else DecodeReason.INCOMPATIBLE_SCHEMA
         )
         raise DecodeError(reason, f"{reader.full_name}: {exc}", schema_id) from exc

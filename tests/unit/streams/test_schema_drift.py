@@ -23,7 +23,13 @@ FIX = (
     "update schemas/{file} to match (keep it backward and forward compatible, see "
     "schemas/README.md), or change the dataclass back."
 )
-_SCALAR_TYPES = {str: {"string"}, int: {"int", "long"}, float: {"float", "double"}, bool: {"boolean"}, bytes: {"bytes"}}
+_SCALAR_TYPES = {
+    str: {"string"},
+    int: {"int", "long"},
+    float: {"float", "double"},
+    bool: {"boolean"},
+    bytes: {"bytes"},
+}
 
 
 def _primitive(avro: Any) -> str | None:
@@ -90,7 +96,9 @@ class _Comparison:
             self.type(inner, rest[0], where, space)
             return
         if isinstance(avro, list):
-            self.problems.append(f"{where}: a union {avro!r} in the schema, {hint!r} in the dataclass")
+            self.problems.append(
+                f"{where}: a union {avro!r} in the schema, {hint!r} in the dataclass"
+            )
         elif typing.get_origin(hint) is tuple:
             if _primitive(avro) != "array":
                 self.problems.append(f"{where}: a tuple in the dataclass, {avro!r} in the schema")
@@ -98,7 +106,9 @@ class _Comparison:
                 self.type(typing.get_args(hint)[0], avro["items"], f"{where}[]", space)
         elif hint in _SCALAR_TYPES:
             if _primitive(avro) not in _SCALAR_TYPES[hint]:
-                self.problems.append(f"{where}: {hint.__name__} in the dataclass, {avro!r} in the schema")
+                self.problems.append(
+                    f"{where}: {hint.__name__} in the dataclass, {avro!r} in the schema"
+                )
         elif isinstance(hint, type) and issubclass(hint, enum.Enum):
             self.enum(hint, avro, where)
         elif dataclasses.is_dataclass(hint) and isinstance(hint, type):
@@ -108,7 +118,9 @@ class _Comparison:
 
     def enum(self, hint: type[enum.Enum], avro: Any, where: str) -> None:
         if not isinstance(avro, dict) or avro.get("type") != "enum":
-            self.problems.append(f"{where}: enum {hint.__name__} in the dataclass, {avro!r} in the schema")
+            self.problems.append(
+                f"{where}: enum {hint.__name__} in the dataclass, {avro!r} in the schema"
+            )
             return
         values = [m.value for m in hint]
         if avro["name"] != hint.__name__:
@@ -129,7 +141,9 @@ def _disagreements(event_type: str, cls: type) -> list[str]:
     fields = {f["name"]: f for f in schema["fields"]}
     if set(fields) != {"envelope", "payload"}:
         return [f"{event_type}: an event record has exactly the fields envelope and payload"]
-    comparison.record(Envelope, resolve_type(fields["envelope"]["type"], names, EVENTS_NAMESPACE), "envelope")
+    comparison.record(
+        Envelope, resolve_type(fields["envelope"]["type"], names, EVENTS_NAMESPACE), "envelope"
+    )
     payload = resolve_type(fields["payload"]["type"], names, EVENTS_NAMESPACE)
     if payload.get("namespace") != PAYLOADS_NAMESPACE:
         comparison.problems.append(f"payload record must be in namespace {PAYLOADS_NAMESPACE}")
@@ -138,7 +152,7 @@ def _disagreements(event_type: str, cls: type) -> list[str]:
 
 
 class TestSchemaDrift:
-    """Every event type's payload dataclass agrees with its .avsc, and every .avsc has a dataclass."""
+    """Every payload dataclass agrees with its .avsc, and every .avsc has a dataclass."""
 
     def test_every_core_event_type_has_a_schema(self) -> None:
         missing = sorted(t for t in EVENT_TYPES if record_name(t) not in current_store())

@@ -22,7 +22,9 @@ class TestRecordConversion:
     @pytest.mark.parametrize("event_type", EVENT_TYPES)
     @settings(max_examples=20, suppress_health_check=[HealthCheck.too_slow])
     @given(data=st.data())
-    def test_payload_round_trips_through_its_avro_dict(self, event_type: str, data: st.DataObject) -> None:
+    def test_payload_round_trips_through_its_avro_dict(
+        self, event_type: str, data: st.DataObject
+    ) -> None:
         payload = data.draw(payloads(event_type))
         assert from_avro(type(payload), to_avro(payload)) == payload
 
@@ -33,8 +35,13 @@ class TestEventRoundTrip:
     @pytest.mark.parametrize("event_type", EVENT_TYPES)
     @settings(max_examples=20, suppress_health_check=[HealthCheck.too_slow])
     @given(data=st.data())
-    def test_event_round_trips_through_a_frame_naming_its_schema_id(self, event_type: str, data: st.DataObject) -> None:
+    def test_event_round_trips_through_a_frame_naming_its_schema_id(
+        self, event_type: str, data: st.DataObject
+    ) -> None:
         event = data.draw(events(event_type))
         frame = CODEC.encode(event)
-        assert HEADER.unpack_from(frame) == (MAGIC_BYTE, CODEC.codec.schema_id(record_name(event_type)))
+        assert HEADER.unpack_from(frame) == (
+            MAGIC_BYTE,
+            CODEC.codec.schema_id(record_name(event_type)),
+        )
         assert CODEC.decode(frame) == event
