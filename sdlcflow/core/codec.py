@@ -172,3 +172,32 @@ def _lazy(hint: Any) -> Callable[[], Decoder]:
         return cache[0]
 
     return get
+
+
+def event_to_plain(event: Any, *, with_scope: bool = False) -> dict[str, Any]:
+    """An Event as plain data; the scope is the shell's, so it is left out unless asked for."""
+    plain: dict[str, Any] = {
+        "envelope": to_plain(event.envelope),
+        "payload": to_plain(event.payload),
+    }
+    if with_scope and event.scope is not None:
+        plain["scope"] = to_plain(event.scope)
+    return plain
+
+
+def event_from_plain(data: Mapping[str, Any]) -> Any:
+    """Rebuild an Event; the payload class comes from the envelope's type via EVENT_TYPES."""
+    from sdlcflow.core.events import EVENT_TYPES, ActorScope, Envelope, Event
+
+    envelope = from_plain(Envelope, data["envelope"])
+    payload_type = EVENT_TYPES.get(envelope.type)
+    if payload_type is None:
+        raise CodecError(
+            f"unknown event type {envelope.type!r}; known: {', '.join(sorted(EVENT_TYPES))}"
+        )
+    scope = data.get("scope")
+    return Event(
+        envelope,
+        from_plain(payload_type, data["payload"]),
+        None if scope is None else from_plain(ActorScope, scope),
+    )

@@ -16,6 +16,7 @@ REPO = "acme/shop"
 TEMPLATES = load_templates(packaged_template_texts())
 CONFIG = CoreConfig(templates=TEMPLATES, lease_ttl_ms=30_000)
 FAR_FUTURE = 10**13
+NOTHING_TOUCHED = ev.Outputs()
 
 PRODUCER = Actor(ActorKind.PRODUCER, "webhook")
 CLOCK = Actor(ActorKind.COORDINATOR, "timer")
@@ -166,7 +167,7 @@ class World:
         *,
         verified: ev.VerifiedState | None = None,
         policy: ev.PolicyOutcome | None = None,
-        touched: ev.Outputs = ev.Outputs(),
+        touched: ev.Outputs = NOTHING_TOUCHED,
         epoch: int | None = None,
         lease_id: str | None = None,
         inputs: tuple[ev.ArtifactRef, ...] | None = None,
