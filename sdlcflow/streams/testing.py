@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import string
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import strategies as st
@@ -71,7 +72,7 @@ def events(event_type: str | None = None) -> st.SearchStrategy[Event]:
     return st.builds(Event, envelopes(event_type), payloads(event_type))
 
 
-def _field(record: dict[str, Schema], name: str) -> dict[str, Schema]:
+def _field(record: Mapping[str, Schema], name: str) -> dict[str, Schema]:
     return next(f for f in record["fields"] if f["name"] == name)
 
 
@@ -84,7 +85,9 @@ def _record(cls: type, record: dict[str, Schema], names: dict[str, Any]) -> st.S
     return st.builds(cls, **fields)
 
 
-def _value(hint: Any, avro: Schema, names: dict[str, Any], space: str | None) -> st.SearchStrategy[Any]:
+def _value(
+    hint: Any, avro: Schema, names: dict[str, Any], space: str | None
+) -> st.SearchStrategy[Any]:
     inner = optional_inner(hint)
     if inner is not None:
         branch = next(b for b in avro if b != "null")

@@ -170,7 +170,7 @@ class TestEncodeErrors:
     def test_a_payload_with_a_wrong_field_type_is_refused(self) -> None:
         bad = TaskFailed(lease_id="l", epoch="one", error="boom")  # type: ignore[arg-type]
         event = Event(dataclasses.replace(_cancelled().envelope, type="TaskFailed"), bad)
-        with pytest.raises(EncodeError, match="sdlcflow.events.TaskFailed"):
+        with pytest.raises(EncodeError, match=r"sdlcflow\.events\.TaskFailed"):
             _codec().encode(event)
 
     def test_a_record_missing_a_field_is_refused(self) -> None:

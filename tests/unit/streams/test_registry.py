@@ -81,7 +81,7 @@ class TestSchemaStore:
         (tmp_path / "sdlcflow.Wrong.avsc").write_text(
             '{"type": "enum", "name": "Right", "namespace": "sdlcflow", "symbols": ["a"]}'
         )
-        with pytest.raises(SchemaError, match="rename the file to sdlcflow.Right.avsc"):
+        with pytest.raises(SchemaError, match=r"rename the file to sdlcflow\.Right\.avsc"):
             SchemaStore.from_directory(tmp_path)
 
     def test_an_unknown_reference_is_refused(self, tmp_path: Path) -> None:
