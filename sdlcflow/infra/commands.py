@@ -56,8 +56,9 @@ def _progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 
 def _servers_table(servers: list[local.ServerStatus]) -> Table:
     table = Table(title="sdlcflow servers")
-    for column in ("server", "address", "mode", "pid", "ready", "log"):
-        table.add_column(column)
+    for column in ("server", "address", "mode", "pid", "ready"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("log", overflow="fold")
     for s in servers:
         table.add_row(
             s.name,

@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from sdlcflow.infra import cassandra_node, kafka_node
 from sdlcflow.infra.errors import InfraError, NotReady, PortTaken, ServerDied
-from sdlcflow.infra.jars import SERVERS, ServerName, ensure_jars
+from sdlcflow.infra.jars import SERVERS, JarSet, ServerName, ensure_jars, jar_set_for, jars_present
 from sdlcflow.infra.locks import file_lock
 from sdlcflow.infra.migrations import MigrationReport, apply_migrations, migration_state
 from sdlcflow.infra.process import (
@@ -239,11 +239,9 @@ def _check_ports_free(server: _Server) -> None:
             )
 
 
-def _launch(server: _Server, java_home: Path, progress: Progress) -> int:
-    """Write the config, fetch the jars if needed, start the process; its pid."""
+def _launch(server: _Server, java_home: Path, jars: JarSet, progress: Progress) -> int:
+    """Write the config (and format Kafka's storage once), start the process; its pid."""
     java = java_home / "bin" / "java"
-    progress(f"fetching {server.name} jars (once)")
-    jars = ensure_jars(server.name, server.settings.cache_dir, java_home)
     if server.name == "kafka":
         kafka_node.write_config(server.settings, server.home)
         kafka_node.format_storage(java, jars, server.home)
@@ -305,22 +303,33 @@ def _not_ready_message(pending: list[_Server]) -> str:
 
 
 def _bring_up(
-    servers: list[_Server], deadline: float, progress: Progress
+    servers: list[_Server], timeout_s: float, progress: Progress
 ) -> tuple[ServerName, ...]:
-    """Start the servers that need it (all launched before waiting on any); the started ones."""
+    """Start the servers that need it (all launched before waiting on any); the started ones.
+
+    Ports are checked first (cheap, and the commonest mistake), then the jars are fetched;
+    the readiness deadline starts only after that, so a first download is not a timeout.
+    """
     to_start = [s for s in servers if not s.given and not s.running()]
+    for server in servers:
+        if server not in to_start and not server.given:
+            progress(f"{server.name} already running (pid {server.pid()})")
     for server in to_start:
         server.pid_path.unlink(missing_ok=True)  # stale: its process is gone
         _check_ports_free(server)
     if to_start:
         java_home = find_java17()
+        jars = {s.name: _jars(s, java_home, progress) for s in to_start}
         for server in to_start:
-            _launch(server, java_home, progress)
-    for server in servers:
-        if server not in to_start and not server.given:
-            progress(f"{server.name} already running (pid {server.pid()})")
-    _wait_ready(servers, deadline, progress)
+            _launch(server, java_home, jars[server.name], progress)
+    _wait_ready(servers, time.monotonic() + timeout_s, progress)
     return tuple(s.name for s in to_start)
+
+
+def _jars(server: _Server, java_home: Path, progress: Progress) -> JarSet:
+    if not jars_present(jar_set_for(server.name, server.settings.cache_dir)):
+        progress(f"fetching {server.name} jars from Maven Central (once)")
+    return ensure_jars(server.name, server.settings.cache_dir, java_home)
 
 
 def _admin(settings: Settings) -> AdminClient:
@@ -346,17 +355,10 @@ def ensure_up(
     """Both servers ready, every catalog topic present and the schema migrated (idempotent)."""
     started_at = time.monotonic()
     with _lock(settings, "starting the servers"):
-        # the deadline starts after jars are present: a first download is not a hang
         servers = [_Server(name, settings) for name in SERVERS]
-        _prefetch_jars(servers, progress)
-        deadline = time.monotonic() + timeout_s
-        started = _bring_up(servers, deadline, progress)
+        started = _bring_up(servers, timeout_s, progress)
         progress("creating topics")
-        topics = ensure_topics(
-            _admin(settings),
-            catalog(settings.partitions),
-            timeout_s=max(5.0, deadline - time.monotonic()),
-        )
+        topics = ensure_topics(_admin(settings), catalog(settings.partitions), timeout_s=timeout_s)
         progress("applying migrations")
         with cql_session(settings) as session:
             migrations = apply_migrations(session, settings)
@@ -369,16 +371,6 @@ def ensure_up(
         migrations=migrations,
         elapsed_s=time.monotonic() - started_at,
     )
-
-
-def _prefetch_jars(servers: list[_Server], progress: Progress) -> None:
-    needed = [s for s in servers if not s.given and not s.running()]
-    if not needed:
-        return
-    java_home = find_java17()
-    for server in needed:
-        progress(f"checking {server.name} jars")
-        ensure_jars(server.name, server.settings.cache_dir, java_home)
 
 
 def migrate(settings: Settings, *, timeout_s: float = 30.0) -> MigrationReport:
@@ -404,8 +396,7 @@ def start_server(
     """Start one server if it is not running, and wait until it answers (chaos tests use it)."""
     server = _Server(name, settings)
     with _lock(settings, f"starting {name}"):
-        _prefetch_jars([server], progress)
-        _bring_up([server], time.monotonic() + timeout_s, progress)
+        _bring_up([server], timeout_s, progress)
         return server.status()
 
 
