@@ -56,12 +56,13 @@ class PolicyEngine:
 
     def evaluate(self, document: InputDocument, modes: PolicyModes | None = None) -> BundleDecision:
         """The decision for one input, from the cache when the same bundle saw the same input."""
-        raw_input = input_bytes(document)
+        plain = document.document() if isinstance(document, PolicyInput) else document
+        raw_input = canonical_bytes(plain)
         input_digest = sha256_digest(raw_input)
         key = (self.bundle.digest, input_digest)
         with self._lock:
             cached = self.cache.get(key) if self.cache is not None else None
-            raws = cached if cached is not None else self._evaluate_raw(raw_input)
+            raws = cached if cached is not None else self._evaluate_raw(plain)
             if cached is None and self.cache is not None:
                 self.cache.put(key, raws)
         return decide(
@@ -73,8 +74,8 @@ class PolicyEngine:
             cache_hit=cached is not None,
         )
 
-    def _evaluate_raw(self, raw_input: bytes) -> tuple[RawResult, ...]:
-        _rego.set_input(self._runner, raw_input)
+    def _evaluate_raw(self, plain: Mapping[str, Any]) -> tuple[RawResult, ...]:
+        _rego.set_input(self._runner, plain)
         try:
             tree = _rego.query_bundle(self._runner, self._compiled)
         except _rego.RegoFailure:
