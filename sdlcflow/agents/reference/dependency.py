@@ -52,7 +52,7 @@ class DependencyUpdateResult:
             "branch": self.branch,
             "lockfile_digest": self.lockfile_digest,
             "paths": ",".join(self.paths),
-            "push": "unchanged" if self.push is None else self.push.value,
+            "published": _published(self.push),
         }
 
 
@@ -128,3 +128,10 @@ def _unchanged(
         paths=(),
         push=None,
     )
+
+
+def _published(push: PushStatus | None) -> str:
+    """Same answer for the run that pushed and the rerun that found the branch there."""
+    if push is None:
+        return "unchanged"
+    return "true" if push in (PushStatus.PUSHED, PushStatus.ALREADY) else "false"

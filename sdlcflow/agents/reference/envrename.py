@@ -57,7 +57,7 @@ class EnvRenameResult:
             "paths": ",".join(self.paths),
             "replacements": str(self.replacements),
             "remaining": ",".join(sorted({hit.path for hit in self.remaining})),
-            "push": "unchanged" if self.push is None else self.push.value,
+            "published": _published(self.push),
         }
 
 
@@ -113,3 +113,10 @@ def _rename_in(root: Path, relative: str, word: re.Pattern[str], new: str) -> in
     if count:
         path.write_text(text)
     return count
+
+
+def _published(push: PushStatus | None) -> str:
+    """Same answer for the run that pushed and the rerun that found the branch there."""
+    if push is None:
+        return "unchanged"
+    return "true" if push in (PushStatus.PUSHED, PushStatus.ALREADY) else "false"
