@@ -11,7 +11,7 @@ from typing import Any
 import click
 import orjson
 import yaml
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, TopicPartition
 from rich.console import Console
 from rich.markup import escape
 
@@ -165,6 +165,7 @@ def events() -> None:
     default=None,
     help="Stop after S seconds without a message (default: run until Ctrl-C).",
 )
+@click.option("--repo", default=None, help="Show only messages keyed by this repository.")
 def tail(
     topic: str,
     bootstrap: str,
@@ -172,8 +173,12 @@ def tail(
     from_beginning: bool,
     max_messages: int | None,
     timeout: float | None,
+    repo: str | None,
 ) -> None:
-    """Decode and print live events of TOPIC, one line each (dead letters with their reason)."""
+    """Decode and print live events of TOPIC, one line each (dead letters with their reason).
+
+    Prints "tailing TOPIC" on stderr once it reads, so scripts know when to start producing.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -183,9 +188,11 @@ def tail(
             "auto.offset.reset": "earliest" if from_beginning else "latest",
         }
     )
-    consumer.subscribe([topic])
+    ready = _Ready(consumer, topic, from_beginning)
+    consumer.subscribe([topic], on_assign=ready.on_assign)
     codec = EventCodec()
     console = Console(highlight=False, soft_wrap=True)
+    key = repo.encode("utf-8") if repo is not None else None
     shown = 0
     last = time.monotonic()
     try:
@@ -196,6 +203,8 @@ def tail(
                     break
                 continue
             last = time.monotonic()
+            if key is not None and message.key() != key:
+                continue
             shown += 1
             _show(decode_message(codec, message, "tail"), message, console, as_json)
     except KeyboardInterrupt:
@@ -204,6 +213,31 @@ def tail(
         consumer.close()
     if max_messages is not None and shown < max_messages:
         raise click.ClickException(f"saw {shown} of {max_messages} messages before the timeout")
+
+
+class _Ready:
+    """Pins "latest" to the end offsets at assignment, then says so on stderr.
+
+    Resolving the end explicitly (rather than leaving it to the first fetch) means every message
+    produced after the "tailing" line is shown.
+    """
+
+    def __init__(self, consumer: Consumer, topic: str, from_beginning: bool) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.from_beginning = from_beginning
+
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not self.from_beginning:
+            for partition in partitions:
+                _low, high = consumer.get_watermark_offsets(partition, timeout=10.0)
+                partition.offset = high
+        consumer.assign(partitions)
+        where = "the beginning" if self.from_beginning else "the end"
+        click.echo(
+            f"tailing {self.topic} ({len(partitions)} partitions) from {where}; Ctrl-C to stop",
+            err=True,
+        )
 
 
 def _show(outcome: Delivery | Refusal, message: Message, console: Console, as_json: bool) -> None:
@@ -230,7 +264,9 @@ def _line(event: Event, message: Message) -> str:
             f"{payload.topic}[{payload.partition}]@{payload.offset}: {escape(payload.detail)}"
         )
     fields = ", ".join(
-        f"{f.name}={_short(getattr(payload, f.name))}" for f in dataclasses.fields(payload)
+        f"{f.name}={_short(value)}"
+        for f in dataclasses.fields(payload)
+        if (value := getattr(payload, f.name)) not in (None, "", ())
     )
     ids = " ".join(
         f"{name}={value}"

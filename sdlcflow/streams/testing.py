@@ -116,3 +116,49 @@ def _value(
 
 def _primitive(avro: Schema) -> str:
     return str(avro["type"]) if isinstance(avro, dict) else str(avro)
+
+
+def sample_payload(cls: type) -> Any:
+    """A small, deterministic payload of `cls` with every field set (tuples hold one item)."""
+    return cls(**{name: _sample(hint, name) for name, hint in field_hints(cls).items()})
+
+
+def sample_event(event_type: str, *, repo: str = "acme/web", trace_id: str | None = None) -> Event:
+    """A deterministic, valid event of one type (for integration tests and examples)."""
+    import uuid
+
+    envelope = Envelope(
+        event_id=str(uuid.uuid4()),
+        type=event_type,
+        occurred_at=1_700_000_000_000,
+        repo=repo,
+        change_id=str(uuid.uuid4()),
+        task_id="lint",
+        trace_id=trace_id or uuid.uuid4().hex,
+        causation_id=None,
+        actor=Actor(ActorKind.COORDINATOR, "coordinator"),
+    )
+    return Event(envelope, sample_payload(event_types()[event_type]))
+
+
+def _sample(hint: Any, name: str) -> Any:
+    inner = optional_inner(hint)
+    if inner is not None:
+        return _sample(inner, name)
+    if typing.get_origin(hint) is tuple:
+        return (_sample(typing.get_args(hint)[0], name),)
+    if hint is bool:
+        return True
+    if hint is int:
+        return 3
+    if hint is float:
+        return 0.25
+    if hint is str:
+        return f"{name}-value"
+    if hint is bytes:
+        return name.encode()
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return next(iter(hint))
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return sample_payload(hint)
+    raise TypeError(f"no sample for {hint!r}")
