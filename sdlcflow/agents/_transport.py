@@ -1,0 +1,353 @@
+"""The Kafka side of a Worker: an async publisher and two consumer threads.
+
+- offers: a consumer-group subscription to `sdlc.tasks.<capability>`; it hands messages to the
+  event loop only while the worker has free slots (partitions are paused otherwise, so the poll
+  loop keeps the group membership alive), and commits the offsets the loop says are safe.
+- decisions: a group-less assignment of every partition of the coordinator's decision log,
+  from its end at start-up, so grants, extensions and revocations are seen even when a
+  rebalance moves the offer's partition to another agent.
+
+confluent-kafka calls block, so each consumer polls in its own thread and passes decoded events
+to the loop with `call_soon_threadsafe`; the producer is served by a third small thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from sdlcflow.agents._errors import AgentError
+from sdlcflow.core.events import Event
+from sdlcflow.streams.consumer import Delivery, Refusal, decode_message
+from sdlcflow.streams.producer import DeliveryError, producer_config, trace_headers
+from sdlcflow.streams.wire import EventCodec
+
+log = logging.getLogger("sdlcflow.agents.transport")
+
+POLL_S = 0.05  # short polls keep shutdown and pause/resume responsive
+METADATA_TIMEOUT_S = 10.0
+
+OfferBatch = list[Delivery | Refusal]
+Partitions = list[tuple[str, int]]
+
+
+def agent_producer_config(
+    bootstrap: str, actor_id: str, overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The streams producer settings, tuned for an agent's small latency-bound messages."""
+    config = producer_config(bootstrap)
+    config.update(
+        {
+            "client.id": f"sdlcflow-agent-{actor_id}",
+            # lease requests and heartbeats are latency-bound round trips: send within 1 ms
+            "linger.ms": 1,
+            # a heartbeat that cannot be delivered within a lease TTL is useless; fail fast
+            "delivery.timeout.ms": 10_000,
+        }
+    )
+    config.update(overrides or {})
+    return config
+
+
+class AsyncPublisher:
+    """Publishes events and lets coroutines await the broker's confirmation of each one."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        codec: EventCodec,
+        config: Mapping[str, Any],
+    ) -> None:
+        self._loop = loop
+        self._codec = codec
+        self._producer = Producer(dict(config))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="sdlcflow-agent-producer")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(POLL_S)
+
+    def send(self, topic: str, event: Event) -> asyncio.Future[None]:
+        """Queue `event` (keyed by repo); the future resolves when the broker confirms it."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        label = f"{event.envelope.type} {event.envelope.event_id}"
+
+        def report(error: KafkaError | None, _message: Message) -> None:
+            self._loop.call_soon_threadsafe(_settle, future, error, label, topic)
+
+        value = self._codec.encode(event)
+        key = event.envelope.repo.encode("utf-8")
+        while True:
+            try:
+                headers: list[tuple[str, str | bytes | None]] = list(trace_headers(event))
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=report
+                )
+                return future
+            except BufferError:
+                self._producer.poll(0.01)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                raise DeliveryError(f"cannot queue {label} for {topic}: {exc}") from exc
+
+    async def publish(self, topic: str, event: Event) -> None:
+        await self.send(topic, event)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        if remaining:
+            log.warning("%d event(s) unconfirmed at shutdown", remaining)
+
+
+def _settle(future: asyncio.Future[None], error: KafkaError | None, label: str, topic: str) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(DeliveryError(f"{label} -> {topic}: {error.str()}"))
+
+
+def _poll_batch(consumer: Consumer, limit: int) -> list[Message]:
+    """One message within POLL_S, then whatever else is already buffered (no waiting)."""
+    first = consumer.poll(POLL_S)
+    if first is None:
+        return []
+    batch = [first]
+    while len(batch) < limit:
+        more = consumer.poll(0)
+        if more is None:
+            break
+        batch.append(more)
+    return batch
+
+
+def _check_error(message: Message) -> bool:
+    """True when the message is a real record; logs or raises for errors."""
+    error = message.error()
+    if error is None:
+        return True
+    if error.code() == KafkaError._PARTITION_EOF:
+        return False
+    if error.fatal():
+        raise AgentError(f"fatal Kafka consumer error: {error.str()}")
+    log.warning("consumer error (retrying): %s", error.str())
+    return False
+
+
+class OfferConsumer:
+    """The consumer-group thread for offers: flow control by free slots, loop-driven commits."""
+
+    def __init__(
+        self,
+        *,
+        config: Mapping[str, Any],
+        topics: Sequence[str],
+        codec: EventCodec,
+        group_id: str,
+        slots: int,
+        deliver: Callable[[OfferBatch], None],
+        revoked: Callable[[Partitions], None],
+    ) -> None:
+        self._consumer = Consumer(dict(config))
+        self._topics = list(topics)
+        self._codec = codec
+        self._group_id = group_id
+        self._deliver = deliver
+        self._revoked = revoked
+        self._free = slots
+        self._lock = threading.Lock()
+        self._commits: queue.SimpleQueue[dict[tuple[str, int], int]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._accepting = True
+        self._paused = False
+        self._thread = threading.Thread(target=self._run, name="sdlcflow-agent-offers")
+        self._thread.daemon = True
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._consumer.subscribe(self._topics, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self._thread.start()
+
+    def release_slot(self) -> None:
+        with self._lock:
+            self._free += 1
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        if offsets:
+            self._commits.put(offsets)
+
+    def stop_accepting(self) -> None:
+        """Take no more offers (shutdown): partitions stay assigned, nothing new is delivered."""
+        self._accepting = False
+
+    def _take_slots(self) -> int:
+        with self._lock:
+            return self._free if self._accepting else 0
+
+    def _use_slots(self, count: int) -> None:
+        with self._lock:
+            self._free -= count
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._apply_commits(asynchronous=True)
+                free = self._take_slots()
+                self._flow(free > 0)
+                messages = _poll_batch(self._consumer, max(free, 1))
+                batch = [self._decode(m) for m in messages if _check_error(m)]
+                if batch:
+                    self._use_slots(len(batch))
+                    self._deliver(batch)
+        except BaseException as exc:  # surfaced by the worker, never swallowed
+            self.error = exc
+            log.exception("offer consumer stopped")
+
+    def _flow(self, open_: bool) -> None:
+        if open_ == (not self._paused):
+            return
+        assignment = self._consumer.assignment()
+        if open_:
+            self._consumer.resume(assignment)
+        else:
+            self._consumer.pause(assignment)
+        self._paused = not open_
+
+    def _decode(self, message: Message) -> Delivery | Refusal:
+        return decode_message(self._codec, message, self._group_id)
+
+    def _apply_commits(self, *, asynchronous: bool) -> None:
+        merged: dict[tuple[str, int], int] = {}
+        while True:
+            try:
+                merged.update(self._commits.get_nowait())
+            except queue.Empty:
+                break
+        if not merged:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in merged.items()]
+        try:
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("offset commit failed; those offers will be re-delivered: %s", exc)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._apply_commits(asynchronous=False)
+        self._revoked([(tp.topic, tp.partition) for tp in partitions])
+        self._paused = False  # a new assignment starts unpaused
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        self._apply_commits(asynchronous=False)
+        self._consumer.close()
+
+
+class DecisionConsumer:
+    """Reads the coordinator's decisions from their end, without a group, for every partition."""
+
+    def __init__(
+        self,
+        *,
+        config: Mapping[str, Any],
+        topic: str,
+        codec: EventCodec,
+        wanted: frozenset[str],
+        deliver: Callable[[list[Event]], None],
+    ) -> None:
+        settings = dict(config)
+        settings["group.id"] = f"sdlcflow-agent-decisions-{uuid.uuid4().hex[:8]}"  # never commits
+        self._consumer = Consumer(settings)
+        self._topic = topic
+        self._codec = codec
+        self._wanted = wanted
+        self._deliver = deliver
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sdlcflow-agent-decisions")
+        self._thread.daemon = True
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        """Assign every partition at its current end, then start reading (synchronously
+        positioned, so no decision made after this returns can be missed)."""
+        metadata = self._consumer.list_topics(self._topic, timeout=METADATA_TIMEOUT_S)
+        topic = metadata.topics.get(self._topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise AgentError(
+                f"topic {self._topic} does not exist; start Kafka and create the topics with "
+                "`sdlcflow up`"
+            )
+        assignment = []
+        for partition in sorted(topic.partitions):
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, partition), timeout=METADATA_TIMEOUT_S
+            )
+            assignment.append(
+                TopicPartition(self._topic, partition, high if high >= 0 else OFFSET_END)
+            )
+        self._consumer.assign(assignment)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                messages = _poll_batch(self._consumer, 500)
+                events = [e for m in messages if _check_error(m) and (e := self._event(m))]
+                if events:
+                    self._deliver(events)
+        except BaseException as exc:
+            self.error = exc
+            log.exception("decision consumer stopped")
+
+    def _event(self, message: Message) -> Event | None:
+        outcome = decode_message(self._codec, message, "agent-decisions")
+        if isinstance(outcome, Refusal):
+            log.debug(
+                "undecodable decision at %s@%s ignored", message.partition(), message.offset()
+            )
+            return None
+        return outcome.event if outcome.event.envelope.type in self._wanted else None
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        self._consumer.close()
+
+
+def topics_exist(config: Mapping[str, Any], topics: Sequence[str]) -> list[str]:
+    """The topics among `topics` that the broker does not have."""
+    probe = Consumer({**config, "group.id": f"sdlcflow-agent-probe-{uuid.uuid4().hex[:8]}"})
+    try:
+        metadata = probe.list_topics(timeout=METADATA_TIMEOUT_S)
+    except KafkaException as exc:
+        raise AgentError(
+            f"cannot reach Kafka ({exc}); check SDLCFLOW_KAFKA_BOOTSTRAP and `sdlcflow status`"
+        ) from exc
+    finally:
+        probe.close()
+    return [t for t in topics if t not in metadata.topics]

@@ -1,0 +1,729 @@
+"""The Worker: consume offers, take leases, run handlers, heartbeat, fence, compensate, report.
+
+    async with Worker([lint], concurrency=4) as worker:
+        await worker.run()          # until SIGTERM/SIGINT or worker.stop()
+
+Per offer: publish a signed LeaseRequested; wait for the coordinator's LeaseGranted/Denied
+(matched by causation id); run the handler with heartbeats every TTL/3; publish exactly one of
+TaskSucceeded / TaskFailed (bound to the granted inputs and epoch) or, when the lease was lost,
+LeaseReleased with the reason after the compensation hook ran. Offers of one repository are
+handled in order; offsets are committed only below the lowest unfinished offer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdlcflow.agents._context import LeaseInfo, TaskContext, task_logger
+from sdlcflow.agents._decorator import AgentDefinition, definition_of
+from sdlcflow.agents._errors import AgentDefinitionError, AgentError
+from sdlcflow.agents._execution import (
+    DEFAULT_STOP_GRACE_S,
+    Failed,
+    Lost,
+    Succeeded,
+    compensate,
+    execute,
+)
+from sdlcflow.agents._identity import AgentIdentity
+from sdlcflow.agents._lease import LeaseClock
+from sdlcflow.agents._offsets import OffsetTracker
+from sdlcflow.agents._transport import (
+    AsyncPublisher,
+    DecisionConsumer,
+    OfferConsumer,
+    agent_producer_config,
+    topics_exist,
+)
+from sdlcflow.core import events as ev
+from sdlcflow.core.events import Envelope, Event, Payload, VerifiedState
+from sdlcflow.settings import Settings
+from sdlcflow.streams.consumer import Delivery, Refusal, consumer_config
+from sdlcflow.streams.deadletter import dead_letter_event
+from sdlcflow.streams.topics import AGENT_EVENTS, COORDINATOR, DEAD_LETTER, task_topic
+from sdlcflow.streams.wire import EventCodec
+
+log = logging.getLogger("sdlcflow.agents")
+
+# Decisions the worker reacts to; everything else on the decision log is skipped in the thread.
+WATCHED = frozenset(
+    {
+        "LeaseGranted",
+        "LeaseDenied",
+        "LeaseExtended",
+        "LeaseHeartbeatRejected",
+        "LeaseRevoked",
+        "LeaseExpired",
+        "TaskCancelled",
+        "TaskCompleted",
+        "ResultRejected",
+        "RetryScheduled",
+        "TaskDeadLettered",
+        "CompensationRequested",
+    }
+)
+VERDICTS = ("TaskCompleted", "ResultRejected", "RetryScheduled", "TaskDeadLettered")
+_RECENT_LEASES = 1024
+_MAX_ERROR_CHARS = 2000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _mono_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+@dataclass
+class _Offer:
+    delivery: Delivery
+    offer: ev.TaskOffered
+
+
+@dataclass
+class _Run:
+    """One leased task in flight."""
+
+    definition: AgentDefinition
+    ctx: TaskContext
+    clock: LeaseClock
+    holder_event: Event  # the grant
+    verdict: asyncio.Future[Event]
+    compensated: bool = False
+
+
+@dataclass
+class WorkerStats:
+    """Counters a person or a benchmark reads off a running worker."""
+
+    offers: int = 0
+    granted: int = 0
+    denied: int = 0
+    unanswered: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    lost: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    heartbeats: int = 0
+    grant_latency_ms: list[float] = field(default_factory=list)
+
+
+class Worker:
+    """Runs @agent handlers for their capabilities against Kafka and the coordinator.
+
+    Args:
+        agents: @agent-decorated functions (one per capability).
+        bootstrap: Kafka bootstrap servers (default: SDLCFLOW_KAFKA_BOOTSTRAP).
+        identity: who this process is (default: `AgentIdentity.from_env()`).
+        concurrency: tasks in flight at once; offers of one repository still run in order.
+        group_id: consumer group for the offers (default: derived from the capabilities, so
+            processes running the same agents share the work).
+        grant_timeout_s: how long to wait for LeaseGranted/LeaseDenied before giving up on an
+            offer (a grant arriving later is released at once).
+        verdict_timeout_s: how long to wait for the coordinator to accept or reject a result
+            before moving on (the result is in the log either way).
+        drain_timeout_s: on shutdown, how long running tasks may finish before their leases
+            are released.
+        stop_grace_s: how long a sync handler may keep running after its lease was lost before
+            compensation runs anyway.
+        workdir_root: where per-task working directories are made (default: the temp dir).
+        decisions_topic: the coordinator's decision log (grants, extensions, revocations).
+        codec: the wire codec (default: current schemas, configured registry).
+        producer_config / consumer_config: extra librdkafka settings.
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[Callable[..., Any] | AgentDefinition],
+        *,
+        bootstrap: str | None = None,
+        identity: AgentIdentity | None = None,
+        concurrency: int = 1,
+        group_id: str | None = None,
+        grant_timeout_s: float = 10.0,
+        verdict_timeout_s: float = 10.0,
+        drain_timeout_s: float = 30.0,
+        stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+        workdir_root: Path | None = None,
+        decisions_topic: str = COORDINATOR,
+        codec: EventCodec | None = None,
+        producer_config: Mapping[str, Any] | None = None,
+        consumer_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.definitions = _definitions(agents)
+        _check_positive(
+            concurrency=concurrency,
+            grant_timeout_s=grant_timeout_s,
+            verdict_timeout_s=verdict_timeout_s,
+            stop_grace_s=stop_grace_s,
+        )
+        if drain_timeout_s < 0:
+            raise AgentDefinitionError("drain_timeout_s must be >= 0 (0 releases leases at once)")
+        self.identity = identity or AgentIdentity.from_env()
+        self.identity.check(self.definitions, _now_ms())
+        self.bootstrap = bootstrap or Settings.from_env().kafka_bootstrap
+        self.concurrency = concurrency
+        self.group_id = group_id or "sdlcflow-agents-" + "+".join(sorted(self.definitions))
+        self.grant_timeout_s = grant_timeout_s
+        self.verdict_timeout_s = verdict_timeout_s
+        self.drain_timeout_s = drain_timeout_s
+        self.stop_grace_s = stop_grace_s
+        self.workdir_root = workdir_root or Path(tempfile.gettempdir()) / "sdlcflow-agents"
+        self.decisions_topic = decisions_topic
+        self.codec = codec or EventCodec()
+        self._producer_config = producer_config
+        self._consumer_config = consumer_config
+        self.stats = WorkerStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._publisher: AsyncPublisher | None = None
+        self._offers: OfferConsumer | None = None
+        self._decisions: DecisionConsumer | None = None
+        self._tracker = OffsetTracker()
+        self._queues: dict[bytes, deque[_Offer | Delivery]] = {}
+        self._runners: dict[bytes, asyncio.Task[None]] = {}
+        self._requests: dict[str, asyncio.Future[Event]] = {}
+        self._abandoned: OrderedDict[str, None] = OrderedDict()
+        self._runs: dict[str, _Run] = {}
+        self._recent: OrderedDict[str, _Run] = OrderedDict()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+        self._closed = False
+
+    # ---------------------------------------------------------------------------------------
+    # lifecycle
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.shutdown()
+
+    async def start(self) -> None:
+        """Connect, position on the decision log, and start taking offers."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        base = consumer_config(
+            self.bootstrap, self.group_id, from_beginning=True, overrides=self._consumer_config
+        )
+        topics = [task_topic(c) for c in sorted(self.definitions)]
+        missing = await asyncio.to_thread(
+            topics_exist, base, [*topics, self.decisions_topic, AGENT_EVENTS]
+        )
+        if missing:
+            raise AgentError(
+                f"topics {missing} do not exist; create them with `sdlcflow up` (new capabilities "
+                "need their sdlc.tasks.<capability> topic too)"
+            )
+        self.workdir_root.mkdir(parents=True, exist_ok=True)
+        actor = self.identity.actor_id
+        self._publisher = AsyncPublisher(
+            self._loop,
+            self.codec,
+            agent_producer_config(self.bootstrap, actor, self._producer_config),
+        )
+        self._decisions = DecisionConsumer(
+            config=base,
+            topic=self.decisions_topic,
+            codec=self.codec,
+            wanted=WATCHED,
+            deliver=self._from_thread(self._on_decisions),
+        )
+        await asyncio.to_thread(self._decisions.start)
+        self._offers = OfferConsumer(
+            config=base,
+            topics=topics,
+            codec=self.codec,
+            group_id=self.group_id,
+            slots=self.concurrency,
+            deliver=self._from_thread(self._on_offers),
+            revoked=self._from_thread(self._tracker.forget),
+        )
+        self._offers.start()
+        log.info("agent %s serving %s (concurrency %d)", actor, topics, self.concurrency)
+
+    def _from_thread(self, fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        loop = self._loop
+        assert loop is not None
+
+        def hand_over(arg: Any) -> None:
+            loop.call_soon_threadsafe(fn, arg)
+
+        return hand_over
+
+    def stop(self) -> None:
+        """Ask `run()` to return; in-flight tasks drain (or release their leases)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Serve until `stop()`, SIGTERM or SIGINT; then drain."""
+        restore = self._install_signals()
+        try:
+            while not self._stopping.is_set():
+                self._raise_thread_errors()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=0.5)
+        finally:
+            restore()
+        await self.shutdown()
+
+    def _install_signals(self) -> Callable[[], None]:
+        loop = self._loop
+        if loop is None or threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
+            loop.add_signal_handler(sig, self.stop)
+
+        def restore() -> None:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+        return restore
+
+    def _raise_thread_errors(self) -> None:
+        for part in (self._offers, self._decisions):
+            if part is not None and part.error is not None:
+                raise AgentError(f"Kafka consumer thread failed: {part.error}") from part.error
+
+    async def shutdown(self) -> None:
+        """Stop taking offers, let running tasks finish for `drain_timeout_s`, release the rest."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._offers is not None:
+            self._offers.stop_accepting()
+        runners = [t for t in self._runners.values() if not t.done()]
+        if runners:
+            _, pending = await asyncio.wait(runners, timeout=self.drain_timeout_s or None)
+            if self.drain_timeout_s == 0 or pending:
+                for run in list(self._runs.values()):
+                    self._lose(run, "agent shutting down; lease released for another agent")
+                for task in pending:
+                    task.cancel()  # queued offers not yet leased: left uncommitted
+                await asyncio.wait(pending, timeout=self.stop_grace_s + 10.0)
+        if self._background:
+            await asyncio.wait(self._background, timeout=5.0)
+        self._commit()
+        for part in (self._offers, self._decisions):
+            if part is not None:
+                await asyncio.to_thread(part.close)
+        if self._publisher is not None:
+            await asyncio.to_thread(self._publisher.close)
+
+    # ---------------------------------------------------------------------------------------
+    # offers: key-ordered queues, bounded by the consumer's slots
+
+    def _on_offers(self, batch: list[Delivery | Refusal]) -> None:
+        for item in batch:
+            if isinstance(item, Refusal):
+                self._spawn(self._dead_letter(item))
+                continue
+            tp = (item.topic, item.partition)
+            self._tracker.started(tp, item.offset)
+            key = item.key or item.event.envelope.repo.encode()
+            offer = item.event.payload
+            entry: _Offer | Delivery = (
+                _Offer(item, offer) if isinstance(offer, ev.TaskOffered) else item
+            )
+            self._queues.setdefault(key, deque()).append(entry)
+            if key not in self._runners or self._runners[key].done():
+                self._runners[key] = asyncio.ensure_future(self._drain_key(key))
+
+    async def _drain_key(self, key: bytes) -> None:
+        queue = self._queues[key]
+        while queue:
+            entry = queue.popleft()
+            delivery = entry.delivery if isinstance(entry, _Offer) else entry
+            try:
+                if isinstance(entry, _Offer):
+                    await self._take(entry)
+            except asyncio.CancelledError:
+                queue.appendleft(entry)
+                raise
+            except Exception:
+                log.exception("offer %s failed in the SDK; it will be re-offered", delivery.offset)
+            self._finished(delivery)
+        self._queues.pop(key, None)
+
+    def _finished(self, delivery: Delivery) -> None:
+        self._tracker.finished((delivery.topic, delivery.partition), delivery.offset)
+        if self._offers is not None:
+            self._offers.release_slot()
+        self._commit()
+
+    def _commit(self) -> None:
+        if self._offers is not None:
+            self._offers.commit(self._tracker.committable())
+
+    async def _dead_letter(self, refusal: Refusal) -> None:
+        letter = refusal.letter
+        event = dead_letter_event(letter, actor=self.identity.actor, occurred_at=_now_ms())
+        try:
+            await self._publish(DEAD_LETTER, event)
+        finally:
+            if self._offers is not None:  # not tracked: its offset is committed with the next
+                self._offers.release_slot()
+
+    # ---------------------------------------------------------------------------------------
+    # one offer: request, wait, run, report
+
+    async def _take(self, item: _Offer) -> None:
+        offer, envelope = item.offer, item.delivery.event.envelope
+        definition = self.definitions.get(offer.contract.capability)
+        if definition is None:
+            return  # another capability's offer on a shared topic
+        self.stats.offers += 1
+        request = self._envelope(
+            "LeaseRequested",
+            envelope.repo,
+            envelope.change_id,
+            offer.contract.id,
+            envelope.trace_id,
+            envelope.event_id,
+        )
+        answer: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._requests[request.event_id] = answer
+        requested_local = _mono_ms()
+        try:
+            await self._send(request, ev.LeaseRequested(offer.contract.capability))
+            decision = await asyncio.wait_for(answer, self.grant_timeout_s)
+        except TimeoutError:
+            self.stats.unanswered += 1
+            self._remember(self._abandoned, request.event_id, None)
+            log.warning(
+                "no answer to lease request for %s within %.1f s",
+                offer.contract.id,
+                self.grant_timeout_s,
+            )
+            return
+        finally:
+            self._requests.pop(request.event_id, None)
+        self.stats.grant_latency_ms.append(_mono_ms() - requested_local)
+        if isinstance(decision.payload, ev.LeaseDenied):
+            self.stats.denied += 1
+            log.info(
+                "lease on %s denied: %s %s",
+                offer.contract.id,
+                decision.payload.reason.value,
+                decision.payload.detail,
+            )
+            return
+        self.stats.granted += 1
+        await self._work(definition, offer.contract, decision, requested_local)
+
+    async def _work(
+        self,
+        definition: AgentDefinition,
+        contract: ev.TaskContract,
+        grant_event: Event,
+        requested_local: float,
+    ) -> None:
+        grant: ev.LeaseGranted = grant_event.payload  # type: ignore[assignment]
+        envelope = grant_event.envelope
+        clock = LeaseClock.granted(
+            grant.lease_id, grant.epoch, grant.expires_at, envelope.occurred_at, requested_local
+        )
+        workdir = Path(tempfile.mkdtemp(prefix=f"{definition.capability}-", dir=self.workdir_root))
+        lease = LeaseInfo(
+            grant.lease_id, grant.epoch, grant.expires_at, grant.attempt, grant.inputs
+        )
+        change_id = envelope.change_id or ""
+        ctx = TaskContext(
+            contract=contract,
+            repo=envelope.repo,
+            change_id=change_id,
+            trace_id=envelope.trace_id,
+            lease=lease,
+            workdir=workdir,
+            logger=task_logger(
+                logging.getLogger(f"sdlcflow.agents.{definition.capability}"),
+                trace_id=envelope.trace_id,
+                task_id=contract.id,
+                change_id=change_id,
+                lease_id=grant.lease_id,
+            ),
+        )
+        run = _Run(definition, ctx, clock, grant_event, asyncio.get_running_loop().create_future())
+        ctx.heartbeater = lambda details: ctx.logger.debug("progress %s", details)
+        self._runs[grant.lease_id] = run
+        keeper = asyncio.ensure_future(self._keep(run))
+        try:
+            outcome = await execute(definition, ctx, stop_grace_s=self.stop_grace_s)
+            await self._report(run, outcome)
+        finally:
+            keeper.cancel()
+            self._runs.pop(grant.lease_id, None)
+            self._remember(self._recent, grant.lease_id, run)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _report(self, run: _Run, outcome: Succeeded | Failed | Lost) -> None:
+        ctx, grant = run.ctx, run.holder_event.payload
+        assert isinstance(grant, ev.LeaseGranted)
+        payload: Payload
+        if isinstance(outcome, Lost) or not run.clock.result_sent():
+            if not isinstance(outcome, Lost):  # lost after the handler returned: fence it
+                outcome = await compensate(run.definition, ctx, run.clock.reason or "lease lost")
+            run.compensated = True
+            self.stats.lost += 1
+            status = (
+                "ran" if outcome.compensated else (outcome.compensation_error or "none defined")
+            )
+            payload = ev.LeaseReleased(
+                grant.lease_id, grant.epoch, f"lease lost: {outcome.reason}; compensation: {status}"
+            )
+            ctx.logger.warning("lease lost (%s); compensation: %s", outcome.reason, status)
+            await self._send_for(run, payload)
+            return
+        if isinstance(outcome, Succeeded):
+            self.stats.succeeded += 1
+            result = outcome.result
+            payload = ev.TaskSucceeded(
+                lease_id=grant.lease_id,
+                epoch=grant.epoch,
+                inputs=grant.inputs,
+                touched=result.touched,
+                artifacts=result.artifacts,
+                verified=result.verified or _verified_from(grant.inputs),
+                policy=result.policy,
+            )
+        else:
+            self.stats.failed += 1
+            payload = ev.TaskFailed(
+                grant.lease_id, grant.epoch, outcome.error[:_MAX_ERROR_CHARS], outcome.retryable
+            )
+        await self._send_for(run, payload)
+        await self._await_verdict(run)
+
+    async def _await_verdict(self, run: _Run) -> None:
+        try:
+            verdict = await asyncio.wait_for(asyncio.shield(run.verdict), self.verdict_timeout_s)
+        except TimeoutError:
+            run.ctx.logger.warning("no verdict on the result within %.1f s", self.verdict_timeout_s)
+            return
+        run.clock.settle()
+        if isinstance(verdict.payload, ev.TaskCompleted):
+            self.stats.accepted += 1
+        elif isinstance(verdict.payload, ev.ResultRejected):
+            self.stats.rejected += 1
+            run.ctx.logger.warning(
+                "result rejected: %s %s", verdict.payload.reason.value, verdict.payload.detail
+            )
+
+    # ---------------------------------------------------------------------------------------
+    # keeping the lease: heartbeats every TTL/3, silence past the TTL means loss
+
+    async def _keep(self, run: _Run) -> None:
+        clock = run.clock
+        while clock.active:
+            now = _mono_ms()
+            if clock.silent(now):
+                self._lose(run, "no word from the coordinator within the lease TTL")
+                return
+            if clock.heartbeat_due(now):
+                beat = self._envelope_for(run, "LeaseHeartbeat")
+                clock.heartbeat_sent(beat.event_id, now)
+                self.stats.heartbeats += 1
+                self._spawn(self._send(beat, ev.LeaseHeartbeat(clock.lease_id, clock.epoch)))
+            await asyncio.sleep(max(0.0, (clock.next_wakeup() - _mono_ms()) / 1000.0) + 0.001)
+
+    def _lose(self, run: _Run, reason: str) -> None:
+        if run.clock.lose(reason):
+            run.ctx.lost.set(reason)
+
+    # ---------------------------------------------------------------------------------------
+    # decisions from the coordinator
+
+    def _on_decisions(self, events: list[Event]) -> None:
+        me = self.identity.actor_id
+        for event in events:
+            payload = event.payload
+            cause = event.envelope.causation_id
+            if isinstance(payload, ev.LeaseGranted | ev.LeaseDenied):
+                if payload.holder == me and cause is not None:
+                    self._answer(cause, event)
+            elif isinstance(payload, ev.TaskCancelled):
+                for run in list(self._runs.values()):
+                    if run.ctx.task_id == event.envelope.task_id:
+                        self._lose(run, f"task cancelled: {payload.reason}")
+            else:
+                self._on_lease_decision(event, me)
+
+    def _answer(self, cause: str, event: Event) -> None:
+        waiter = self._requests.get(cause)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(event)
+        elif cause in self._abandoned and isinstance(event.payload, ev.LeaseGranted):
+            grant = event.payload  # arrived after we gave up: hand it straight back
+            self._spawn(self._release_late(event, grant))
+
+    def _on_lease_decision(self, event: Event, me: str) -> None:
+        payload = event.payload
+        lease_id = getattr(payload, "lease_id", None)
+        if not isinstance(lease_id, str):
+            return
+        run = self._runs.get(lease_id)
+        if isinstance(payload, ev.CompensationRequested):
+            if payload.holder == me:
+                self._compensation_requested(lease_id, payload)
+            return
+        if run is None:
+            return
+        if isinstance(payload, ev.LeaseExtended):
+            run.clock.extended(
+                payload.expires_at,
+                event.envelope.occurred_at,
+                event.envelope.causation_id,
+                _mono_ms(),
+            )
+        elif isinstance(payload, ev.LeaseHeartbeatRejected) and payload.holder == me:
+            self._lose(run, f"heartbeat rejected: {payload.reason.value}")
+        elif isinstance(payload, ev.LeaseRevoked):
+            self._lose(run, f"lease revoked: {payload.reason.value}")
+        elif isinstance(payload, ev.LeaseExpired):
+            self._lose(run, "lease expired")
+        elif event.envelope.type in VERDICTS and not run.verdict.done():
+            run.verdict.set_result(event)
+
+    def _compensation_requested(self, lease_id: str, request: ev.CompensationRequested) -> None:
+        live = self._runs.get(lease_id)
+        if live is not None and not live.compensated:
+            if live.clock.active:
+                self._lose(live, f"compensation requested: {request.reason}")
+            elif not live.verdict.done():
+                live.verdict.set_exception(AgentError(request.reason))
+                live.verdict.exception()  # retrieved: only the compensation matters now
+            if live.clock.active or live.ctx.lost.is_set():
+                return
+        run = live or self._recent.get(lease_id)
+        if run is None or run.compensated:
+            return
+        run.compensated = True
+        self._spawn(
+            compensate(run.definition, run.ctx, f"compensation requested: {request.reason}")
+        )
+
+    async def _release_late(self, event: Event, grant: ev.LeaseGranted) -> None:
+        envelope = self._envelope(
+            "LeaseReleased",
+            event.envelope.repo,
+            event.envelope.change_id,
+            event.envelope.task_id,
+            event.envelope.trace_id,
+            event.envelope.event_id,
+        )
+        await self._send(
+            envelope,
+            ev.LeaseReleased(
+                grant.lease_id, grant.epoch, "grant arrived after the agent gave up waiting"
+            ),
+        )
+
+    # ---------------------------------------------------------------------------------------
+    # publishing
+
+    def _envelope(
+        self,
+        type_: str,
+        repo: str,
+        change_id: str | None,
+        task_id: str | None,
+        trace_id: str,
+        cause: str | None,
+    ) -> Envelope:
+        return Envelope(
+            event_id=str(uuid.uuid4()),
+            type=type_,
+            occurred_at=_now_ms(),
+            repo=repo,
+            change_id=change_id,
+            task_id=task_id,
+            trace_id=trace_id,
+            causation_id=cause,
+            actor=self.identity.actor,
+        )
+
+    def _envelope_for(self, run: _Run, type_: str) -> Envelope:
+        grant = run.holder_event.envelope
+        return self._envelope(
+            type_, grant.repo, grant.change_id, grant.task_id, grant.trace_id, grant.event_id
+        )
+
+    async def _send_for(self, run: _Run, payload: Payload) -> None:
+        await self._send(self._envelope_for(run, type(payload).__name__), payload)
+
+    async def _send(self, envelope: Envelope, payload: Payload) -> None:
+        await self._publish(AGENT_EVENTS, Event(self.identity.sign(envelope, payload), payload))
+
+    async def _publish(self, topic: str, event: Event) -> None:
+        assert self._publisher is not None, "Worker not started: use `async with Worker(...)`"
+        await self._publisher.publish(topic, event)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background publish failed: %s", task.exception())
+
+    @staticmethod
+    def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
+        cache[key] = value
+        while len(cache) > _RECENT_LEASES:
+            cache.popitem(last=False)
+
+
+def _verified_from(inputs: tuple[ev.ArtifactRef, ...]) -> VerifiedState:
+    """A success verifies exactly the inputs the lease was granted with."""
+    named = {ref.name: ref.sha for ref in inputs}
+    return VerifiedState(
+        head_sha=named.get("head", ""),
+        base_sha=named.get("base", ""),
+        lockfile_digest=named.get("lockfile", ""),
+    )
+
+
+def _definitions(
+    agents: Iterable[Callable[..., Any] | AgentDefinition],
+) -> dict[str, AgentDefinition]:
+    if isinstance(agents, AgentDefinition) or callable(agents):
+        raise AgentDefinitionError(
+            "Worker takes a list of agents: Worker([my_agent]), not Worker(my_agent)"
+        )
+    found: dict[str, AgentDefinition] = {}
+    for item in agents:
+        definition = definition_of(item)
+        if definition.capability in found:
+            raise AgentDefinitionError(
+                f"two agents for capability {definition.capability!r} "
+                f"({found[definition.capability].name} and {definition.name}); "
+                "run one per capability per Worker"
+            )
+        found[definition.capability] = definition
+    if not found:
+        raise AgentDefinitionError("Worker needs at least one @agent function")
+    return found
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise AgentDefinitionError(f"{name} must be > 0, got {value}")
