@@ -25,9 +25,9 @@ COMMANDS: dict[str, str] = {
     "replay": "sdlcflow.processors.commands:replay",
     "policy": "sdlcflow.policy.commands:policy",
     "keys": "sdlcflow.policy.commands:keys",
-    "approvals": "sdlcflow.policy.commands:approvals",
-    "approve": "sdlcflow.policy.commands:approve",
-    "reject": "sdlcflow.policy.commands:reject",
+    "approvals": "sdlcflow.approvals.commands:approvals",
+    "approve": "sdlcflow.approvals.commands:approve",
+    "reject": "sdlcflow.approvals.commands:reject",
     "console": "sdlcflow.console.commands:console",
     "audit": "sdlcflow.audit.commands:audit",
     "report": "sdlcflow.audit.commands:report",
@@ -76,7 +76,8 @@ def cli() -> None:
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     try:
-        cli.main(args=list(args) if args is not None else None, standalone_mode=False)
+        # without standalone mode click returns a command's exit code instead of exiting
+        code = cli.main(args=list(args) if args is not None else None, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -85,7 +86,7 @@ def main(args: Sequence[str] | None = None) -> int:
     except click.Abort:
         click.echo("Aborted.", err=True)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
