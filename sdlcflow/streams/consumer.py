@@ -36,6 +36,7 @@ from sdlcflow.streams.deadletter import (
     Header,
     MessageDeadLettered,
     dead_letter_event,
+    fit_for_dead_letter,
 )
 from sdlcflow.streams.producer import DeliveryError, EventPublisher
 from sdlcflow.streams.topics import DEAD_LETTER
@@ -293,6 +294,7 @@ class EventConsumer:
         return None  # pragma: no cover - the loop always returns
 
     def _dead_letter(self, letter: MessageDeadLettered) -> None:
+        letter = fit_for_dead_letter(letter)
         event = dead_letter_event(letter, actor=self.actor, occurred_at=int(time.time() * 1000))
         self.publisher.publish(self.dead_letter_topic, event)
         self.publisher.flush()

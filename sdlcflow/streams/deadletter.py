@@ -8,6 +8,7 @@ payload lives here rather than in the pure core; it is still an Avro record chec
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ DEAD_LETTER_TYPE = "MessageDeadLettered"
 # Namespace of the deterministic dead-letter event ids (uuid5 of group/topic/partition/offset).
 DEAD_LETTER_NAMESPACE = uuid.UUID("5b0d7a5e-3f49-4d1e-9c55-6f2b8d1e0a11")
 HANDLER_INVALID = "handler-invalid"
+# A dead letter must itself fit in a Kafka message (message.max.bytes defaults to ~1 MB).
+MAX_DEAD_LETTER_VALUE = 900_000
+TRUNCATED_VALUE_KEEP = 65_536
 
 
 @dataclass(frozen=True)
@@ -76,3 +80,21 @@ def dead_letter_event(letter: MessageDeadLettered, *, actor: Actor, occurred_at:
         actor=actor,
     )
     return Event(envelope, letter)  # type: ignore[arg-type]  # wire-only payload, see module doc
+
+
+def fit_for_dead_letter(
+    letter: MessageDeadLettered, limit: int = MAX_DEAD_LETTER_VALUE
+) -> MessageDeadLettered:
+    """Keep a dead letter publishable: a value over `limit` keeps its first 64 KiB.
+
+    The detail says so and where the original still is (its topic keeps it until retention), so
+    an oversize message cannot wedge the consumer in a loop of failing dead-letter deliveries.
+    """
+    if letter.value is None or len(letter.value) <= limit:
+        return letter
+    kept = letter.value[:TRUNCATED_VALUE_KEEP]
+    note = (
+        f" [value truncated from {len(letter.value)} to {len(kept)} bytes; the original is "
+        f"{letter.topic}[{letter.partition}]@{letter.offset} until retention]"
+    )
+    return dataclasses.replace(letter, value=kept, detail=letter.detail + note)
