@@ -1,10 +1,15 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Each installs what it needs.
+# The two commands a newcomer needs: `make demo` and `make test`. Each installs what it needs:
+# the venv (re-installed when pyproject.toml changes), the system packages below when missing,
+# the server jars (fetched once by `sdlcflow up` into ~/.cache/sdlcflow), and the servers.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# apt-get as root, or through sudo for a developer account
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: install up down status check lint types unit test demo bench clean
+.PHONY: install sysdeps up down status check lint types unit test demo clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -15,7 +20,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-up: install
+# Debian packages: Java 17 and Maven run the local Kafka and Cassandra (Cassandra 5.0 needs
+# exactly Java 17); Chromium and its driver drive the reviewer console in the browser tests.
+sysdeps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	[ -n "$$SDLCFLOW_JAVA_HOME" ] || ls /usr/lib/jvm/*-17-*/bin/java >/dev/null 2>&1 \
+	  || missing="$$missing openjdk-17-jdk-headless"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(APT) update -q && $(APT) install -y -q $$missing; \
+	fi
+
+up: install sysdeps
 	$(BIN)/sdlcflow up
 
 down: install
@@ -36,8 +55,11 @@ check: lint types
 unit: install
 	$(BIN)/pytest -q tests/unit
 
+# pytest exits 5 when it collected no test: that is a broken suite, say so
 test: check up
-	$(BIN)/pytest -q -rs tests
+	@$(BIN)/pytest -q -rs tests; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$status
 
 demo: up
 	$(BIN)/sdlcflow demo

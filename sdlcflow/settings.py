@@ -46,7 +46,11 @@ class Settings:
         cache_dir = Path(_env("SDLCFLOW_CACHE_DIR", str(home / ".cache" / "sdlcflow")))
         hosts = _env("SDLCFLOW_CASSANDRA_HOSTS", "127.0.0.1")
         return cls(
-            kafka_bootstrap=_env("SDLCFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            # SDLCFLOW_KAFKA_PORT moves the local broker; SDLCFLOW_KAFKA_BOOTSTRAP names a
+            # broker that runs already (and then `up` starts none)
+            kafka_bootstrap=_env(
+                "SDLCFLOW_KAFKA_BOOTSTRAP", f"127.0.0.1:{_env('SDLCFLOW_KAFKA_PORT', '9092')}"
+            ),
             cassandra_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
             cassandra_port=int(_env("SDLCFLOW_CASSANDRA_PORT", "9042")),
             keyspace=_env("SDLCFLOW_KEYSPACE", "sdlcflow"),
