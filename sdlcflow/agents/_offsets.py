@@ -41,7 +41,7 @@ class OffsetTracker:
             part.finished.discard(heapq.heappop(part.pending))
 
     def in_flight(self) -> int:
-        return sum(len(p.pending) for p in self._partitions.values())
+        return sum(len(p.pending) - len(p.finished) for p in self._partitions.values())
 
     def committable(self) -> dict[TopicPartition, int]:
         """Offsets to commit now (only partitions that moved since the last call)."""
