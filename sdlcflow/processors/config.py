@@ -6,7 +6,7 @@ environment variable; `sdlcflow run processors` sets the same fields from its op
 - SDLCFLOW_PROCESSORS_APP_ID (sdlcflow-coordinator): faust app id = consumer group and the
   prefix of the changelog topics.
 - SDLCFLOW_PROCESSORS_STORE (rocksdb): table store, rocksdb (keeps offsets) or memory.
-- SDLCFLOW_DATA_DIR (~/.local/state/sdlcflow): tables live under `<dir>/processors`.
+- SDLCFLOW_PROCESSORS_DATA_DIR ($SDLCFLOW_DATA_DIR/processors): where the tables live.
 - SDLCFLOW_TRUSTED_ISSUERS (`<data dir>/trusted-issuers.json`): {key id: public key} JSON.
 - SDLCFLOW_TICK_INTERVAL_MS (500): how often each worker ticks the partitions it owns.
 - SDLCFLOW_LEASE_TTL_MS (30000): how long a grant or a heartbeat keeps a lease alive.
@@ -60,7 +60,7 @@ class ProcessorConfig:
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> ProcessorConfig:
         settings = settings or Settings.from_env()
-        data_dir = settings.data_dir / "processors"
+        data_dir = Path(_env("SDLCFLOW_PROCESSORS_DATA_DIR", str(settings.data_dir / "processors")))
         issuers = os.environ.get("SDLCFLOW_TRUSTED_ISSUERS", "").strip()
         return cls(
             app_id=_env("SDLCFLOW_PROCESSORS_APP_ID", DEFAULT_APP_ID),
@@ -99,6 +99,7 @@ class ProcessorConfig:
             "SDLCFLOW_KAFKA_BOOTSTRAP": self.bootstrap,
             "SDLCFLOW_PARTITIONS": str(self.partitions),
             "SDLCFLOW_PROCESSORS_STORE": self.store.value,
+            "SDLCFLOW_PROCESSORS_DATA_DIR": str(self.data_dir),
             "SDLCFLOW_TRUSTED_ISSUERS": str(self.trusted_issuers),
             "SDLCFLOW_TICK_INTERVAL_MS": str(self.tick_interval_ms),
             "SDLCFLOW_LEASE_TTL_MS": str(self.lease_ttl_ms),

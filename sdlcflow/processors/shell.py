@@ -1,0 +1,289 @@
+"""The faust app: one coordinator agent, two tables, one tick timer (`create_app`).
+
+Run it with `sdlcflow run processors` or `faust -A sdlcflow.processors.app worker` (configured
+from the environment, see `sdlcflow.processors.config`). Faust traps this design avoids
+(DESIGN.md, Known traps):
+- the stateful agent runs with concurrency=1;
+- at-least-once, not exactly_once: the core drops inputs it has seen, decisions carry
+  deterministic ids, and a table value is durable before its decisions are published
+  (`storage.py`, the outbox);
+- the timer never touches a table: it sends Tick events that the agent processes;
+- table values are reassigned, never mutated in place (they are immutable bytes anyway);
+- rocksdb (rocksdict) by default, so a restart reads only the changelog's tail.
+
+The agent handles inputs in batches (`take_events`): one changelog flush and one publish
+round trip per batch, one table write per repository changed in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.types import EventT, StreamT, TableT
+
+from sdlcflow.core.decider import CoreConfig
+from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, Tick
+from sdlcflow.core.planner import load_templates, packaged_template_texts
+from sdlcflow.processors.config import ProcessorConfig, StoreKind
+from sdlcflow.processors.engine import (
+    INPUT_TOPICS,
+    CoordinatorEngine,
+    Inbound,
+    tick_repo,
+    wall_clock_ms,
+)
+from sdlcflow.processors.publisher import RecordPublisher
+from sdlcflow.processors.storage import (
+    Outbound,
+    StoredRepo,
+    decode_index,
+    decode_repo,
+    encode_index,
+    encode_repo,
+)
+from sdlcflow.processors.trust import CredentialGate, TrustedIssuers
+from sdlcflow.streams.deadletter import Header
+from sdlcflow.streams.producer import trace_headers
+from sdlcflow.streams.topics import TICKS, task_topic
+from sdlcflow.streams.wire import EventCodec
+from sdlcflow.tracing import new_trace_id
+
+log = logging.getLogger(__name__)
+
+# Table values hold a repository's whole state; allow well above Kafka's 1 MiB default.
+MAX_TABLE_VALUE_BYTES = 8 * 1024 * 1024
+
+
+def core_config(config: ProcessorConfig) -> CoreConfig:
+    """The packaged pipeline templates and the configured lease time."""
+    templates = load_templates(packaged_template_texts())
+    return CoreConfig(templates=templates, lease_ttl_ms=config.lease_ttl_ms)
+
+
+class CoordinatorShell:
+    """Connects the engine to faust: tables in, producer out, tick timer."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        config: ProcessorConfig,
+        states: TableT[bytes, bytes],
+        index: TableT[bytes, bytes],
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.states = states
+        self.index = index
+        core = core_config(config)
+        self.capabilities = sorted(
+            {step.capability for template in core.templates.values() for step in template.steps}
+        )
+        self.engine = CoordinatorEngine(
+            core,
+            CredentialGate(
+                TrustedIssuers(config.trusted_issuers),
+                max_clock_skew_ms=config.max_clock_skew_ms,
+                credential_grace_ms=config.credential_grace_ms,
+            ),
+            EventCodec(),
+            group=config.app_id,
+        )
+        self.publisher = RecordPublisher(
+            config.bootstrap, client_id=f"{config.app_id}-coordinator", partitions=config.partitions
+        )
+        self.actor = Actor(ActorKind.COORDINATOR, config.app_id)
+        self._tick_sequence = 0
+        self._events: dict[int, EventT[bytes]] = {}
+
+    # ---------------------------------------------------------------- the agent's batch
+
+    async def handle(self, events: Sequence[EventT[bytes]]) -> None:
+        """Process one batch: decide, write tables, flush the changelog, publish, then ack."""
+        self._events = {event.message.partition: event for event in events}
+        pending = [_inbound(event) for event in events]
+        while pending:
+            result = self.engine.process(pending, self._load, self._load_index)
+            if result.slots or result.index:
+                self._write(result.slots.values(), result.index)
+                await self.app.producer.flush()  # the changelog holds the outbox first
+            await self.publisher.publish(result.outbound)
+            self.engine.commit(result)
+            pending = pending[result.consumed :]
+
+    def _load(self, repo: str, partition: int) -> StoredRepo | None:
+        with self._on_partition(partition):
+            data = self.states.get(repo.encode("utf-8"))
+        return None if data is None else decode_repo(data)
+
+    def _load_index(self, partition: int) -> frozenset[str]:
+        with self._on_partition(partition):
+            return decode_index(self.index.get(str(partition).encode("ascii")))
+
+    def _write(self, slots: Any, index: dict[int, frozenset[str]]) -> None:
+        for slot in slots:
+            with self._on_partition(slot.partition):
+                value = encode_repo(StoredRepo(slot.state, tuple(slot.outbox)))
+                self.states[slot.repo.encode("utf-8")] = value
+        for partition, repos in index.items():
+            with self._on_partition(partition):
+                self.index[str(partition).encode("ascii")] = encode_index(repos)
+
+    @contextmanager
+    def _on_partition(self, partition: int) -> Iterator[None]:
+        """Make faust's tables read and write `partition`.
+
+        faust picks a table's store and changelog partition from the stream's current event;
+        a batch mixes partitions, so each repository's access runs as if its own event were
+        current (every repository's events live on one partition: they are keyed by repo).
+        """
+        event = self._events[partition]
+        token = _current_event.set(weakref.ref(event))
+        try:
+            yield
+        finally:
+            _current_event.reset(token)
+
+    # ---------------------------------------------------------------- ticks
+
+    def tick(self) -> None:
+        """Send a Tick to each ticks partition this worker actively owns."""
+        now = wall_clock_ms()
+        actives = self.app.assignor.assigned_actives()
+        owned = sorted(tp.partition for tp in actives if tp.topic == TICKS)
+        records = []
+        for partition in owned:
+            known = self.engine._index.get(partition)
+            if known is not None and not known:
+                continue  # no live change on this partition: nothing can expire
+            self._tick_sequence += 1
+            event = self._tick_event(partition, now)
+            value = self.engine.codec.encode(event)
+            key = event.envelope.repo.encode("utf-8")
+            records.append(Outbound(TICKS, key, value, tuple(trace_headers(event)), partition))
+        if records:
+            self.publisher.send_nowait(records)
+
+    def _tick_event(self, partition: int, now: int) -> Event:
+        envelope = Envelope(
+            event_id=str(uuid.uuid4()),
+            type="Tick",
+            occurred_at=now,
+            repo=tick_repo(partition),
+            change_id=None,
+            task_id=None,
+            trace_id=new_trace_id(),
+            causation_id=None,
+            actor=self.actor,
+        )
+        return Event(envelope, Tick(sequence=self._tick_sequence))
+
+    def ensure_task_topics(self) -> None:
+        self.publisher.ensure_task_topics({task_topic(cap) for cap in self.capabilities})
+
+
+def _inbound(event: EventT[bytes]) -> Inbound:
+    message = event.message
+    raw: Any = message.headers or []
+    pairs: Any = raw.items() if isinstance(raw, dict) else raw
+    return Inbound(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=tuple(Header(str(name), _header_bytes(value)) for name, value in pairs),
+        timestamp=int(message.timestamp * 1000) if message.timestamp else None,
+    )
+
+
+def _header_bytes(value: Any) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value  # type: ignore[no-any-return]
+
+
+def create_app(config: ProcessorConfig) -> faust.App:
+    """The faust app for one configuration (`sdlcflow.processors.app` uses the environment)."""
+    store = "rocksdb://" if config.store is StoreKind.ROCKSDB else "memory://"
+    app = faust.App(
+        config.app_id,
+        broker=f"kafka://{config.bootstrap}",
+        store=store,
+        datadir=str(config.data_dir / config.app_id),
+        topic_partitions=config.partitions,
+        # at-least-once: exactly_once is unreliable in faust (DESIGN.md); the core is idempotent
+        processing_guarantee="at_least_once",
+        # the input topics are created by `sdlcflow up` with our settings; never by faust
+        topic_allow_declare=False,
+        # a new coordinator group must see every input ever sent, not only new ones
+        consumer_auto_offset_reset="earliest",
+        # our codec decodes; faust hands over raw bytes
+        key_serializer="raw",
+        value_serializer="raw",
+        # changelog writes must reach every in-sync replica, like the decisions they back
+        producer_acks=-1,
+        producer_max_request_size=MAX_TABLE_VALUE_BYTES + 65_536,
+        producer_compression_type="lz4",
+        # no HTTP endpoint: several workers share one host and we expose no faust views
+        web_enabled=False,
+    )
+    inputs = app.topic(
+        *INPUT_TOPICS,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=config.partitions,
+    )
+    changelog_configs = {"max.message.bytes": str(MAX_TABLE_VALUE_BYTES + 65_536)}
+    states = app.Table(
+        config.state_table,
+        default=None,
+        partitions=config.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        extra_topic_configs=changelog_configs,
+        help="repository -> its RepoState and outbox (storage.py)",
+    )
+    index = app.Table(
+        config.index_table,
+        default=None,
+        partitions=config.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        help="partition -> repositories with live changes (the tick index)",
+    )
+    shell = CoordinatorShell(app, config, states, index)
+    app.coordinator_shell = shell  # type: ignore[attr-defined]
+    within = max(config.batch_within_ms, 1) / 1000
+
+    @app.agent(inputs, concurrency=1)  # stateful: never more (DESIGN.md, Known traps)
+    async def coordinate(stream: StreamT[bytes]) -> None:
+        batches = stream.take_events(config.batch_max, within=within)  # type: ignore[attr-defined]
+        async for events in batches:
+            await shell.handle(events)
+
+    @app.timer(interval=config.tick_interval_ms / 1000)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        shell.tick()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def prepare() -> None:
+        shell.ensure_task_topics()
+
+    async def forget(_app: Any, *_args: Any, **_kwargs: Any) -> None:
+        shell.engine.forget()  # another worker may have changed what we had in memory
+
+    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(forget)  # type: ignore[arg-type]
+
+    return app

@@ -1,0 +1,161 @@
+"""`sdlcflow run`: long-running services — the coordinator processors and agents.
+
+`run processors` starts the faust coordinator (one worker in this process, or N worker
+processes with their own data directories); `run agent` belongs to the agent SDK and is
+imported only when used, so `run processors` works without it and vice versa.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from sdlcflow.cli import LazyGroup
+
+if TYPE_CHECKING:
+    from sdlcflow.processors.config import ProcessorConfig
+
+RUN_COMMANDS = {"agent": "sdlcflow.agents.commands:agent"}
+
+
+@click.group(cls=LazyGroup, lazy=RUN_COMMANDS)
+def run() -> None:
+    """Run sdlcflow services in the foreground (stop with Ctrl-C or SIGTERM)."""
+
+
+@run.command("processors")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    envvar="SDLCFLOW_PROCESSORS_WORKERS",
+    help="Worker processes; partitions are shared among them (and with other hosts' workers).",
+)
+@click.option(
+    "--store",
+    type=click.Choice(["rocksdb", "memory"]),
+    default=None,
+    envvar="SDLCFLOW_PROCESSORS_STORE",
+    help="Table store: rocksdb keeps state and offsets on disk; memory replays the changelog "
+    "on start. [default: rocksdb]",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="SDLCFLOW_PROCESSORS_DATA_DIR",
+    help="Where tables live. [default: $SDLCFLOW_DATA_DIR/processors]",
+)
+@click.option(
+    "--app-id",
+    default=None,
+    envvar="SDLCFLOW_PROCESSORS_APP_ID",
+    help="faust app id: the consumer group and the changelog topics' prefix.",
+)
+@click.option(
+    "--trusted-issuers",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="SDLCFLOW_TRUSTED_ISSUERS",
+    help="JSON file {key id: Ed25519 public key (base64url)} of credential issuers.",
+)
+@click.option(
+    "--tick-interval-ms",
+    type=click.IntRange(10, 60_000),
+    default=None,
+    envvar="SDLCFLOW_TICK_INTERVAL_MS",
+    help="How often each worker ticks its partitions. [default: 500]",
+)
+@click.option(
+    "--lease-ttl-ms",
+    type=click.IntRange(100, None),
+    default=None,
+    envvar="SDLCFLOW_LEASE_TTL_MS",
+    help="How long a grant or heartbeat keeps a lease. [default: 30000]",
+)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar="SDLCFLOW_LOGLEVEL",
+    help="Log level of the worker.",
+)
+def processors(
+    workers: int,
+    store: str | None,
+    data_dir: Path | None,
+    app_id: str | None,
+    trusted_issuers: Path | None,
+    tick_interval_ms: int | None,
+    lease_ttl_ms: int | None,
+    loglevel: str,
+) -> None:
+    """Run the coordinator: decide on change requests, agent events and ticks."""
+    from sdlcflow.processors.config import ProcessorConfig, parse_store
+
+    config = ProcessorConfig.from_env().with_options(
+        store=parse_store(store) if store else None,
+        data_dir=data_dir,
+        app_id=app_id,
+        trusted_issuers=trusted_issuers,
+        tick_interval_ms=tick_interval_ms,
+        lease_ttl_ms=lease_ttl_ms,
+    )
+    if workers == 1:
+        _run_worker(config, loglevel)
+    else:
+        sys.exit(_supervise(config, workers, loglevel))
+
+
+def _run_worker(config: ProcessorConfig, loglevel: str) -> None:
+    """One faust worker in this process (returns when it is stopped)."""
+    import faust
+
+    from sdlcflow.processors.shell import create_app
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(config)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+
+
+def _supervise(config: ProcessorConfig, workers: int, loglevel: str) -> int:
+    """Start `workers` single-worker processes, forward signals, return the first failure."""
+    children: list[subprocess.Popen[bytes]] = []
+    for number in range(workers):
+        env = {**os.environ, **config.env()}
+        env["SDLCFLOW_PROCESSORS_DATA_DIR"] = str(config.data_dir / f"worker-{number}")
+        command = [sys.executable, "-m", "sdlcflow.cli", "run", "processors"]
+        command += ["--workers", "1", "--loglevel", loglevel]
+        children.append(subprocess.Popen(command, env=env, preexec_fn=_die_with_parent))
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    codes = [child.wait() for child in children]
+    return next((code for code in codes if code), 0)
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when its supervisor dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: workers outlive a killed supervisor
