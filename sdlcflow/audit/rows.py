@@ -1,0 +1,349 @@
+"""From one Kafka record to the audit rows it becomes: pure, no I/O, no clock.
+
+An event becomes one `AuditRecord` (the columns every audit table shares: the full event as
+Avro bytes and as JSON, plus what analysts filter on) and a list of `Placement`s, one per
+query table it belongs to, each naming that table's partition key. The same input always
+gives the same rows, so writing them again after a redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from sdlcflow.core import events as ev
+from sdlcflow.core.events import Event, VerifiedState
+from sdlcflow.streams.deadletter import MessageDeadLettered
+from sdlcflow.streams.topics import COORDINATOR, TASKS_PREFIX
+
+# Policy-decision rows of a bundle-wide decision are also filed under this name, so
+# `audit policy '*'` lists every decision whatever policy (if any) a finding named.
+ALL_POLICIES = "*"
+
+APPROVAL_TYPES = frozenset(
+    {"ApprovalSigned", "ApprovalRejected", "ApprovalAccepted", "ApprovalInvalidated"}
+)
+POLICY_TYPES = frozenset({"PolicyEvaluated", "PolicyModeChanged"})
+DEAD_LETTER_TYPE = "MessageDeadLettered"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record was read: topic, partition, offset and its Kafka timestamp (ms)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """The columns every audit table shares, for one event."""
+
+    event_id: str
+    event_type: str
+    occurred_at: int  # ms since the epoch: the clustering time of every time-ordered table
+    repo: str
+    change_id: str | None
+    task_id: str | None
+    trace_id: str
+    causation_id: str | None
+    actor_kind: str
+    actor_id: str
+    outcome: str
+    before_sha: str | None
+    after_sha: str | None
+    topic: str
+    partition: int
+    offset: int
+    avro: bytes
+    json: str
+    write_timestamp: int  # µs; USING TIMESTAMP, derived from the event time (see write_time)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One row of one query table: the table and the values of its extra key/filter columns."""
+
+    table: str
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    def column(self, name: str) -> Any:
+        return dict(self.extra)[name]
+
+
+def event_time(event: Event) -> int:
+    """The time an event is filed under (ms).
+
+    A dead letter is filed under the refused message's own timestamp: two consumers (or one
+    consumer redelivered after a crash) refusing the same message write the same event id
+    with different `occurred_at`s, and must still land on the same rows.
+    """
+    payload = event.payload
+    if isinstance(payload, MessageDeadLettered) and payload.timestamp is not None:
+        return payload.timestamp
+    return event.occurred_at
+
+
+def topic_rank(topic: str) -> int:
+    """Tie-break when one event is read from several topics: the log of record wins.
+
+    Task topics carry copies of coordinator decisions; the row keeps the coordinator's origin.
+    """
+    if topic.startswith(TASKS_PREFIX):
+        return 0
+    return 2 if topic == COORDINATOR else 1
+
+
+def write_time(event: Event, topic: str) -> int:
+    """The Cassandra write timestamp (µs): the event time, plus a topic rank below 1 ms."""
+    return event_time(event) * 1000 + topic_rank(topic)
+
+
+# Buckets of times outside what a calendar can hold (a corrupt producer clock) are clamped, so
+# one such event is still stored rather than stopping the sink.
+_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(min(max(ms, 0), _MAX_MS) / 1000, UTC)
+
+
+def utc_day(ms: int) -> date:
+    return _utc(ms).date()
+
+
+def utc_hour(ms: int) -> datetime:
+    """The start of the UTC hour containing `ms` (naive UTC, as the driver returns them)."""
+    return _utc(ms).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+
+
+def utc_month(ms: int) -> str:
+    return _utc(ms).strftime("%Y-%m")
+
+
+def render_json(event: Event) -> str:
+    """The event as JSON: envelope and payload, enums by value, bytes as hex."""
+    return orjson.dumps(
+        {"envelope": event.envelope, "payload": event.payload}, default=_json_default
+    ).decode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def shas(payload: Any) -> tuple[str | None, str | None]:
+    """(before, after) SHAs an event is about: base and head of the state it names, if any."""
+    state = _state_of(payload)
+    if state is not None:
+        return state.base_sha or None, state.head_sha or None
+    base, head = getattr(payload, "base_sha", None), getattr(payload, "head_sha", None)
+    if isinstance(head, str):
+        return (base or None) if isinstance(base, str) else None, head or None
+    inputs = getattr(payload, "inputs", None)
+    if isinstance(inputs, tuple) and inputs:
+        return inputs[0].sha or None, None
+    return None, None
+
+
+def _state_of(payload: Any) -> VerifiedState | None:
+    for name in ("state", "verified"):
+        value = getattr(payload, name, None)
+        if isinstance(value, VerifiedState):
+            return value
+    return None
+
+
+_FIXED_OUTCOMES: dict[type, str] = {
+    ev.ChangePlanned: "planned",
+    ev.ChangeWithdrawn: "withdrawn",
+    ev.ChangePromoted: "promoted",
+    ev.ChangeBlocked: "blocked",
+    ev.ChangeFailed: "failed",
+    ev.TaskCompleted: "completed",
+    ev.TaskSucceeded: "succeeded",
+    ev.TaskDeadLettered: "dead-lettered",
+    ev.TaskSkipped: "skipped",
+    ev.TaskCancelled: "cancelled",
+    ev.LeaseGranted: "granted",
+    ev.LeaseExpired: "expired",
+    ev.LeaseReturned: "returned",
+    ev.LeaseExtended: "extended",
+    ev.ApprovalSigned: "signed",
+    ev.ApprovalRejected: "rejected",
+    ev.ApprovalAccepted: "accepted",
+    ev.ApprovalInvalidated: "invalidated",
+    ev.ConflictDetected: "conflict",
+    ev.RetryScheduled: "retry",
+}
+
+
+def outcome_of(payload: Any) -> str:
+    """A short verdict analysts filter on ("" for events that decide nothing)."""
+    fixed = _FIXED_OUTCOMES.get(type(payload))
+    if fixed is not None:
+        return fixed
+    if isinstance(payload, ev.TaskFailed):
+        return "failed" if payload.retryable else "failed-final"
+    if isinstance(payload, ev.PolicyEvaluated):
+        return payload.decision.value
+    if isinstance(payload, ev.TaskSucceeded) and payload.policy is not None:
+        return payload.policy.decision.value
+    if isinstance(payload, ev.PolicyModeChanged):
+        return "enforce" if payload.enforced else "audit"
+    if isinstance(payload, MessageDeadLettered):
+        return payload.reason
+    reason = getattr(payload, "reason", None)
+    if isinstance(payload, ev.LeaseDenied | ev.LeaseRevoked | ev.ResultRejected):
+        return f"{type(payload).__name__.removeprefix('Lease').lower()}:{_text(reason)}"
+    if isinstance(payload, ev.LeaseHeartbeatRejected | ev.EventRejected):
+        return f"rejected:{_text(reason)}"
+    return ""
+
+
+def _text(value: Any) -> str:
+    return value.value if isinstance(value, Enum) else str(value)
+
+
+def audit_record(event: Event, avro: bytes, origin: Origin) -> AuditRecord:
+    """The shared columns of `event`, read as `avro` bytes at `origin`."""
+    envelope = event.envelope
+    before, after = shas(event.payload)
+    return AuditRecord(
+        event_id=envelope.event_id,
+        event_type=envelope.type,
+        occurred_at=event_time(event),
+        repo=envelope.repo,
+        change_id=envelope.change_id,
+        task_id=envelope.task_id,
+        trace_id=envelope.trace_id,
+        causation_id=envelope.causation_id,
+        actor_kind=envelope.actor.kind.value,
+        actor_id=envelope.actor.id,
+        outcome=outcome_of(event.payload),
+        before_sha=before,
+        after_sha=after,
+        topic=origin.topic,
+        partition=origin.partition,
+        offset=origin.offset,
+        avro=avro,
+        json=render_json(event),
+        write_timestamp=write_time(event, origin.topic),
+    )
+
+
+def placements(event: Event) -> list[Placement]:
+    """Every query table `event` belongs to, with its partition key (empty keys skipped)."""
+    envelope = event.envelope
+    at = event_time(event)
+    day = utc_day(at)
+    rows = [
+        Placement("events_by_id"),
+        Placement("events_by_trace"),
+        Placement("events_by_type_hour", (("hour", utc_hour(at)),)),
+    ]
+    if envelope.change_id:
+        rows.append(Placement("events_by_change"))
+    if envelope.task_id:
+        rows.append(Placement("events_by_task"))
+    if envelope.repo:
+        rows.append(Placement("events_by_repo_day", (("day", day),)))
+    if envelope.actor.id:
+        rows.append(Placement("events_by_actor_day", (("day", day),)))
+    rows += _policy_rows(event.payload, day)
+    rows += _approval_rows(event, at)
+    if isinstance(event.payload, MessageDeadLettered):
+        rows.append(_dead_letter_row(event.payload, day))
+    return rows
+
+
+def policy_names(payload: Any) -> tuple[str, ...]:
+    """The policies a decision is filed under: `*` plus every policy a reason names.
+
+    Reasons are written `policy: message` by the policy engine; a decision with no findings
+    is filed under `*` only.
+    """
+    if isinstance(payload, ev.PolicyModeChanged):
+        return (payload.policy,) if payload.policy else ()
+    if not isinstance(payload, ev.PolicyEvaluated):
+        return ()
+    named = {r.split(":", 1)[0].strip() for r in payload.reasons if ":" in r}
+    return (ALL_POLICIES, *sorted(n for n in named if n and n != ALL_POLICIES))
+
+
+def _policy_rows(payload: Any, day: date) -> list[Placement]:
+    if isinstance(payload, ev.PolicyEvaluated):
+        decision, enforced = payload.decision.value, payload.enforced
+        revision, digest = payload.state.policy_revision, payload.evidence_digest
+        reasons: tuple[str, ...] = payload.reasons
+    elif isinstance(payload, ev.PolicyModeChanged):
+        decision, enforced, revision, digest, reasons = "", payload.enforced, "", "", ()
+    else:
+        return []
+    return [
+        Placement(
+            "policy_decisions_by_policy_day",
+            (
+                ("policy", name),
+                ("day", day),
+                ("decision", decision),
+                ("enforced", enforced),
+                ("policy_revision", revision),
+                ("evidence_digest", digest),
+                ("reasons", list(reasons)),
+            ),
+        )
+        for name in policy_names(payload)
+    ]
+
+
+def reviewers(event: Event) -> tuple[str, ...]:
+    """Who an approval event is about: the signer, the approver counted, or those invalidated."""
+    payload = event.payload
+    if isinstance(payload, ev.ApprovalSigned | ev.ApprovalRejected):
+        return (event.envelope.actor.id,)
+    if isinstance(payload, ev.ApprovalAccepted):
+        return (payload.approver,)
+    if isinstance(payload, ev.ApprovalInvalidated):
+        return tuple(sorted(set(payload.approvers)))
+    return ()
+
+
+def _approval_rows(event: Event, at: int) -> list[Placement]:
+    month = utc_month(at)
+    return [
+        Placement("approvals_by_reviewer_month", (("reviewer", who), ("month", month)))
+        for who in reviewers(event)
+        if who
+    ]
+
+
+def _dead_letter_row(letter: MessageDeadLettered, day: date) -> Placement:
+    return Placement(
+        "dead_letters_by_day",
+        (
+            ("day", day),
+            ("reason", letter.reason),
+            ("detail", letter.detail),
+            ("origin_topic", letter.topic),
+            ("origin_partition", letter.partition),
+            ("origin_offset", letter.offset),
+            ("consumer_group", letter.consumer_group),
+        ),
+    )
+
+
+def payload_fields(payload: Any) -> dict[str, Any]:
+    """A payload's top-level fields (for tests and renderers that want them by name)."""
+    return {f.name: getattr(payload, f.name) for f in dataclasses.fields(payload)}

@@ -1,0 +1,126 @@
+"""The audit tables, one per query, as the code writes and reads them.
+
+`sdlcflow/migrations/0002_audit_tables.cql` creates them; a unit test checks that file against
+these specs so the two cannot drift. Partitions are bounded: keys that grow without end
+(a repository, an actor, a policy, dead letters, an event type) are bucketed by time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Columns every table carries: the whole event (Avro bytes + JSON) and what analysts filter on.
+COMMON_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "text"),
+    ("event_type", "text"),
+    ("occurred_at", "timestamp"),
+    ("repo", "text"),
+    ("change_id", "text"),
+    ("task_id", "text"),
+    ("trace_id", "text"),
+    ("causation_id", "text"),
+    ("actor_kind", "text"),
+    ("actor_id", "text"),
+    ("outcome", "text"),
+    ("before_sha", "text"),
+    ("after_sha", "text"),
+    ("kafka_topic", "text"),
+    ("kafka_partition", "int"),
+    ("kafka_offset", "bigint"),
+    ("avro", "blob"),
+    ("json", "text"),
+)
+
+# Clustering of every time-ordered table: oldest first, the event id breaks ties.
+TIME_CLUSTERING = ("occurred_at", "event_id")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One query table: its partition key, clustering and the columns beyond the common ones."""
+
+    name: str
+    partition_key: tuple[str, ...]
+    clustering: tuple[str, ...]
+    extra_columns: tuple[tuple[str, str], ...] = ()
+    doc: str = ""
+
+    @property
+    def columns(self) -> tuple[tuple[str, str], ...]:
+        return COMMON_COLUMNS + self.extra_columns
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def insert_cql(self, keyspace: str) -> str:
+        """The prepared upsert; the last marker is the write timestamp (from the event time)."""
+        names = self.column_names
+        return (
+            f"INSERT INTO {keyspace}.{self.name} ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' for _ in names)}) USING TIMESTAMP ?"
+        )
+
+
+_DAY = (("day", "date"),)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec("events_by_id", ("event_id",), (), doc="lookup and dedupe by event id"),
+        TableSpec("events_by_trace", ("trace_id",), TIME_CLUSTERING, doc="one trace's timeline"),
+        TableSpec("events_by_change", ("change_id",), TIME_CLUSTERING, doc="one change's life"),
+        TableSpec("events_by_task", ("task_id",), TIME_CLUSTERING, doc="one task's attempts"),
+        TableSpec(
+            "events_by_repo_day", ("repo", "day"), TIME_CLUSTERING, _DAY, "a repository's day"
+        ),
+        TableSpec(
+            "events_by_actor_day", ("actor_id", "day"), TIME_CLUSTERING, _DAY, "an actor's day"
+        ),
+        # hourly: the report and export read whole types, and heartbeats are many
+        TableSpec(
+            "events_by_type_hour",
+            ("event_type", "hour"),
+            TIME_CLUSTERING,
+            (("hour", "timestamp"),),
+            "every event of one type in one hour (report, export)",
+        ),
+        TableSpec(
+            "policy_decisions_by_policy_day",
+            ("policy", "day"),
+            TIME_CLUSTERING,
+            (
+                ("policy", "text"),
+                ("day", "date"),
+                ("decision", "text"),
+                ("enforced", "boolean"),
+                ("policy_revision", "text"),
+                ("evidence_digest", "text"),
+                ("reasons", "list<text>"),
+            ),
+            "a policy's decisions and mode changes per day",
+        ),
+        TableSpec(
+            "approvals_by_reviewer_month",
+            ("reviewer", "month"),
+            TIME_CLUSTERING,
+            (("reviewer", "text"), ("month", "text")),
+            "a reviewer's signatures, counted approvals and invalidations per month",
+        ),
+        TableSpec(
+            "dead_letters_by_day",
+            ("day",),
+            TIME_CLUSTERING,
+            (
+                ("day", "date"),
+                ("reason", "text"),
+                ("detail", "text"),
+                ("origin_topic", "text"),
+                ("origin_partition", "int"),
+                ("origin_offset", "bigint"),
+                ("consumer_group", "text"),
+            ),
+            "refused messages per day, with their raw bytes inside the event",
+        ),
+    )
+}

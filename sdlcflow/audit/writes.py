@@ -1,0 +1,132 @@
+"""Rows as the driver binds them, grouped into single-partition batches: pure, no I/O.
+
+A group of rows for one partition of one table goes to Cassandra as one unlogged batch (one
+mutation, one round trip); a batch is cut before it would pass Cassandra's batch size limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sdlcflow.audit.rows import AuditRecord, Placement
+from sdlcflow.audit.tables import TABLES, TableSpec
+
+# Cassandra refuses batches above batch_size_fail_threshold (50 KiB by default); stay well under.
+MAX_BATCH_BYTES = 40 * 1024
+MAX_BATCH_ROWS = 64
+_ROW_OVERHEAD_BYTES = 256
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row for one table: its values in the table's column order, then the timestamp."""
+
+    table: str
+    partition: tuple[Any, ...]
+    values: tuple[Any, ...]
+    size: int
+
+
+@dataclass(frozen=True)
+class Write:
+    """What goes to Cassandra in one request: rows of one partition of one table."""
+
+    table: str
+    rows: tuple[Row, ...]
+
+    @property
+    def events(self) -> int:
+        return len(self.rows)
+
+
+def _common(record: AuditRecord) -> tuple[Any, ...]:
+    return (
+        record.event_id,
+        record.event_type,
+        record.occurred_at,  # the driver takes ms since the epoch for a timestamp column
+        record.repo,
+        record.change_id,
+        record.task_id,
+        record.trace_id,
+        record.causation_id,
+        record.actor_kind,
+        record.actor_id,
+        record.outcome,
+        record.before_sha,
+        record.after_sha,
+        record.topic,
+        record.partition,
+        record.offset,
+        record.avro,
+        record.json,
+    )
+
+
+def table_row(record: AuditRecord, placement: Placement) -> Row:
+    """The bound values of `record` in the table `placement` names."""
+    spec: TableSpec = TABLES[placement.table]
+    extra = dict(placement.extra)
+    missing = [name for name, _ in spec.extra_columns if name not in extra]
+    if missing:
+        raise KeyError(f"{spec.name} needs {missing} in its placement")
+    values = (
+        *_common(record),
+        *(extra[name] for name, _ in spec.extra_columns),
+        record.write_timestamp,
+    )
+    columns = dict(zip(spec.column_names, values, strict=False))
+    partition = tuple(columns[name] for name in spec.partition_key)
+    size = len(record.avro) + len(record.json) + _ROW_OVERHEAD_BYTES
+    return Row(spec.name, partition, values, size)
+
+
+def rows_of(record: AuditRecord, places: Iterable[Placement]) -> list[Row]:
+    return [table_row(record, placement) for placement in places]
+
+
+def group_writes(
+    rows: Sequence[Row],
+    *,
+    max_rows: int = MAX_BATCH_ROWS,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> list[Write]:
+    """Rows grouped by (table, partition), each group cut into batches under the limits.
+
+    The same (table, primary key) twice in one batch would be one mutation anyway; duplicates
+    are dropped here so a batch never carries a row twice.
+    """
+    groups: dict[tuple[str, tuple[Any, ...]], list[Row]] = {}
+    seen: set[tuple[str, tuple[Any, ...]]] = set()
+    for row in rows:
+        identity = (row.table, _primary_key(row))
+        if identity in seen:
+            continue
+        seen.add(identity)
+        groups.setdefault((row.table, row.partition), []).append(row)
+    writes: list[Write] = []
+    for (table, _), members in groups.items():
+        writes += _cut(table, members, max_rows, max_bytes)
+    return writes
+
+
+def _primary_key(row: Row) -> tuple[Any, ...]:
+    spec = TABLES[row.table]
+    columns = dict(zip(spec.column_names, row.values, strict=False))
+    return tuple(columns[name] for name in (*spec.partition_key, *spec.clustering))
+
+
+def _cut(table: str, rows: list[Row], max_rows: int, max_bytes: int) -> list[Write]:
+    writes: list[Write] = []
+    current: list[Row] = []
+    size = 0
+    for row in rows:
+        if current and (len(current) >= max_rows or size + row.size > max_bytes):
+            writes.append(Write(table, tuple(current)))
+            current, size = [], 0
+        current.append(row)
+        size += row.size
+    if current:
+        writes.append(Write(table, tuple(current)))
+    return writes

@@ -1,0 +1,258 @@
+"""An event becomes the same audit rows every time, in exactly the query tables it belongs to."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import date
+from importlib import resources
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+
+from sdlcflow.audit.rows import (
+    ALL_POLICIES,
+    Origin,
+    audit_record,
+    event_time,
+    outcome_of,
+    placements,
+    policy_names,
+    reviewers,
+    shas,
+    utc_hour,
+    write_time,
+)
+from sdlcflow.audit.tables import TABLES
+from sdlcflow.audit.writes import Row, group_writes, rows_of
+from sdlcflow.core.events import (
+    Actor,
+    ActorKind,
+    ApprovalAccepted,
+    ApprovalInvalidated,
+    ApprovalSigned,
+    ChangeRequested,
+    DenyReason,
+    Envelope,
+    Event,
+    LeaseDenied,
+    PolicyDecision,
+    PolicyEvaluated,
+    PolicyModeChanged,
+    TaskFailed,
+    VerifiedState,
+)
+from sdlcflow.streams.deadletter import MessageDeadLettered
+from sdlcflow.streams.testing import events
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+AT = 1_700_000_000_123  # 2023-11-14T22:13:20.123Z
+STATE = VerifiedState(head_sha="h" * 40, base_sha="b" * 40, policy_revision="rev-7")
+
+
+def _event(payload: object, *, actor: Actor | None = None, **envelope: object) -> Event:
+    fields: dict[str, object] = {
+        "event_id": "e-1",
+        "type": type(payload).__name__,
+        "occurred_at": AT,
+        "repo": "acme/web",
+        "change_id": "c-1",
+        "task_id": "c-1/lint",
+        "trace_id": TRACE,
+        "causation_id": None,
+        "actor": actor or Actor(ActorKind.COORDINATOR, "coordinator"),
+    }
+    fields.update(envelope)
+    return Event(Envelope(**fields), payload)  # type: ignore[arg-type]
+
+
+def _tables(event: Event) -> list[str]:
+    return [p.table for p in placements(event)]
+
+
+class TestPlacements:
+    """Each event is placed in every table whose key it has, and only those."""
+
+    def test_change_event_lands_in_id_trace_type_change_task_repo_and_actor_tables(self) -> None:
+        event = _event(TaskFailed("l-1", 1, "boom"))
+        assert sorted(_tables(event)) == sorted(
+            [
+                "events_by_id",
+                "events_by_trace",
+                "events_by_type_hour",
+                "events_by_change",
+                "events_by_task",
+                "events_by_repo_day",
+                "events_by_actor_day",
+            ]
+        )
+
+    def test_missing_keys_skip_their_tables(self) -> None:
+        event = _event(TaskFailed("l-1", 1, "boom"), change_id=None, task_id=None)
+        assert "events_by_change" not in _tables(event)
+        assert "events_by_task" not in _tables(event)
+
+    def test_policy_decision_is_filed_under_all_and_each_named_policy(self) -> None:
+        payload = PolicyEvaluated(
+            PolicyDecision.FAIL,
+            True,
+            STATE,
+            "sha256:e",
+            ("auth_paths: touches auth/", "env_vars: renamed DB_URL", "auth_paths: again"),
+        )
+        rows = [p for p in placements(_event(payload)) if p.table.startswith("policy")]
+        assert [p.column("policy") for p in rows] == [ALL_POLICIES, "auth_paths", "env_vars"]
+        assert {p.column("decision") for p in rows} == {"FAIL"}
+        assert rows[0].column("policy_revision") == "rev-7"
+        assert rows[0].column("day") == date(2023, 11, 14)
+
+    def test_policy_mode_change_is_filed_under_its_policy(self) -> None:
+        assert policy_names(PolicyModeChanged("env_vars", True)) == ("env_vars",)
+
+    def test_approvals_are_filed_under_each_reviewer_by_month(self) -> None:
+        signed = _event(ApprovalSigned(STATE, "sha256:e"), actor=Actor(ActorKind.HUMAN, "alice"))
+        accepted = _event(ApprovalAccepted("bob", 1, 2, STATE, "sha256:e"))
+        invalidated = _event(ApprovalInvalidated("head moved", STATE, ("carol", "alice")))
+        assert reviewers(signed) == ("alice",)
+        assert reviewers(accepted) == ("bob",)
+        assert reviewers(invalidated) == ("alice", "carol")
+        month = [p for p in placements(invalidated) if p.table == "approvals_by_reviewer_month"]
+        assert [p.column("month") for p in month] == ["2023-11", "2023-11"]
+
+    def test_dead_letter_is_filed_by_the_refused_records_day_with_its_origin(self) -> None:
+        letter = MessageDeadLettered(
+            "not-wire-format", "bad magic", "sdlc.agent-events", 3, 42, "g", AT - 86_400_000
+        )
+        event = _event(letter, occurred_at=AT + 5, change_id=None, task_id=None)
+        (row,) = [p for p in placements(event) if p.table == "dead_letters_by_day"]
+        assert row.column("day") == date(2023, 11, 13)
+        assert (row.column("origin_topic"), row.column("origin_offset")) == (
+            "sdlc.agent-events",
+            42,
+        )
+        assert event_time(event) == AT - 86_400_000
+
+    @given(events())
+    @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+    def test_every_placement_fills_every_extra_column_of_its_table(self, event: Event) -> None:
+        record = audit_record(event, b"\x00avro", Origin("sdlc.coordinator", 0, 1))
+        for row in rows_of(record, placements(event)):
+            assert len(row.values) == len(TABLES[row.table].columns) + 1
+
+
+class TestAuditRecord:
+    """The shared columns carry the whole event and what analysts filter on."""
+
+    def test_json_rendering_round_trips_envelope_and_payload(self) -> None:
+        event = _event(LeaseDenied("agent-7", DenyReason.ALREADY_LEASED, "held"))
+        record = audit_record(event, b"raw", Origin("sdlc.coordinator", 2, 9, AT))
+        rendered = orjson.loads(record.json)
+        assert rendered["envelope"]["event_id"] == "e-1"
+        assert rendered["envelope"]["actor"] == {"kind": "coordinator", "id": "coordinator"}
+        assert rendered["payload"]["reason"] == "ALREADY_LEASED"
+        assert record.outcome == "denied:ALREADY_LEASED"
+        assert (record.topic, record.partition, record.offset, record.avro) == (
+            "sdlc.coordinator",
+            2,
+            9,
+            b"raw",
+        )
+
+    def test_bytes_in_a_dead_letter_render_as_hex(self) -> None:
+        letter = MessageDeadLettered("empty", "", "t", 0, 0, "g", value=b"\x01\xff")
+        record = audit_record(_event(letter), b"", Origin("sdlc.dead-letter", 0, 0))
+        assert orjson.loads(record.json)["payload"]["value"] == "01ff"
+
+    def test_before_and_after_sha_come_from_base_and_head(self) -> None:
+        requested = ChangeRequested("refactor", "code-change", "b1", "h1", "")
+        assert shas(requested) == ("b1", "h1")
+        assert shas(PolicyEvaluated(PolicyDecision.PASS, False, STATE, "d", ())) == (
+            "b" * 40,
+            "h" * 40,
+        )
+        assert shas(TaskFailed("l", 1, "e")) == (None, None)
+
+    def test_outcomes_name_the_verdict(self) -> None:
+        assert outcome_of(TaskFailed("l", 1, "e", retryable=False)) == "failed-final"
+        assert outcome_of(PolicyEvaluated(PolicyDecision.REVIEW, True, STATE, "d", ())) == "REVIEW"
+
+    def test_write_time_is_the_event_time_in_microseconds_with_the_log_of_record_winning(
+        self,
+    ) -> None:
+        event = _event(TaskFailed("l", 1, "e"))
+        coordinator = write_time(event, "sdlc.coordinator")
+        task_topic = write_time(event, "sdlc.tasks.lint")
+        assert coordinator // 1000 == task_topic // 1000 == AT
+        assert coordinator > task_topic
+
+    @given(events())
+    @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+    def test_same_event_gives_identical_rows(self, event: Event) -> None:
+        origin = Origin("sdlc.agent-events", 1, 5)
+        first = rows_of(audit_record(event, b"x", origin), placements(event))
+        again = rows_of(audit_record(dataclasses.replace(event), b"x", origin), placements(event))
+        assert first == again
+
+    def test_hour_bucket_is_the_start_of_the_utc_hour(self) -> None:
+        assert utc_hour(AT).isoformat() == "2023-11-14T22:00:00"
+
+
+class TestGroupWrites:
+    """Rows of one partition travel as one batch, under the size limits, never twice."""
+
+    def _rows(self, n: int, table: str = "events_by_trace") -> list[Row]:
+        out = []
+        for i in range(n):
+            event = _event(TaskFailed("l", 1, "e"), event_id=f"e-{i}", occurred_at=AT + i)
+            record = audit_record(event, b"x" * 100, Origin("sdlc.agent-events", 0, i))
+            out += [r for r in rows_of(record, placements(event)) if r.table == table]
+        return out
+
+    def test_one_partition_becomes_one_batch(self) -> None:
+        writes = group_writes(self._rows(10))
+        assert [w.events for w in writes] == [10]
+
+    def test_distinct_partitions_are_separate_requests(self) -> None:
+        writes = group_writes(self._rows(5, "events_by_id"))
+        assert [w.events for w in writes] == [1] * 5
+
+    def test_batches_are_cut_at_the_row_and_byte_limits(self) -> None:
+        assert [w.events for w in group_writes(self._rows(10), max_rows=4)] == [4, 4, 2]
+        sized = group_writes(self._rows(10), max_bytes=self._rows(1)[0].size * 3)
+        assert all(w.events <= 3 for w in sized)
+        assert sum(w.events for w in sized) == 10
+
+    def test_a_row_repeated_in_one_poll_is_written_once(self) -> None:
+        rows = self._rows(3)
+        assert sum(w.events for w in group_writes(rows + rows)) == 3
+
+
+class TestMigrationMatchesTables:
+    """The 0002 migration creates exactly the tables, columns and keys the code writes."""
+
+    def _migration(self) -> str:
+        folder = resources.files("sdlcflow") / "migrations"
+        (entry,) = [e for e in folder.iterdir() if e.name.startswith("0002_")]
+        return entry.read_text()
+
+    def test_every_table_is_created_with_its_columns_and_primary_key(self) -> None:
+        text = self._migration()
+        created = re.findall(
+            r"CREATE TABLE IF NOT EXISTS \$\{keyspace\}\.(\w+) \((.*?)PRIMARY KEY \((.*?)\)\n\)",
+            text,
+            re.S,
+        )
+        assert {name for name, _, _ in created} == set(TABLES)
+        for name, body, key in created:
+            spec = TABLES[name]
+            columns = [
+                tuple(line.strip().rstrip(",").split(" ", 1)) for line in body.strip().splitlines()
+            ]
+            assert columns == [tuple(c) for c in spec.columns], name
+            if key.startswith("("):
+                inner, _, rest = key[1:].partition(")")
+            else:
+                inner, _, rest = key.partition(",")
+            partition = tuple(p.strip() for p in inner.split(","))
+            clustering = tuple(p.strip() for p in rest.split(",") if p.strip())
+            assert (partition, clustering) == (spec.partition_key, spec.clustering), name
