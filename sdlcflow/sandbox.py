@@ -91,7 +91,7 @@ class Sandbox:
 
     Args:
         store: where stdout/stderr are kept as artifacts.
-        scratch: directory under which each command gets a fresh HOME.
+        scratch: directory under which each command gets a fresh HOME, removed after the run.
         default_timeout_s: timeout used when `run` is not given one.
     """
 
@@ -123,19 +123,17 @@ class Sandbox:
         if not cwd.is_dir():
             raise SandboxError(f"working directory {cwd} does not exist; check out the tree first")
         self._scratch.mkdir(parents=True, exist_ok=True)
-        home = Path(tempfile.mkdtemp(prefix="home-", dir=self._scratch))
-        env = scrubbed_environment(home, extra_env)
         limit = self._default_timeout_s if timeout_s is None else timeout_s
-        with (
-            tempfile.TemporaryFile(dir=home) as out,
-            tempfile.TemporaryFile(dir=home) as err,
-        ):
-            exit_code, duration, timed_out, cancelled = _supervise(
-                tuple(argv), cwd, env, out, err, limit, cancel
-            )
-            out.seek(0)
-            err.seek(0)
-            stdout, stderr = out.read(), err.read()
+        with tempfile.TemporaryDirectory(prefix="home-", dir=self._scratch) as scratch_home:
+            home = Path(scratch_home)
+            env = scrubbed_environment(home, extra_env)
+            with tempfile.TemporaryFile(dir=home) as out, tempfile.TemporaryFile(dir=home) as err:
+                exit_code, duration, timed_out, cancelled = _supervise(
+                    tuple(argv), cwd, env, out, err, limit, cancel
+                )
+                out.seek(0)
+                err.seek(0)
+                stdout, stderr = out.read(), err.read()
         return CommandResult(
             argv=tuple(argv),
             exit_code=exit_code,

@@ -52,9 +52,11 @@ class SuiteResult:
 def run_suite(request: SuiteInput, workspace: Workspace) -> SuiteResult:
     """Run the repository's tests at `request.sha`; passed means ran >= 1 test, none failed."""
     sha = resolve(request.remote, request.sha)
-    reports = Path(tempfile.mkdtemp(prefix="junit-", dir=workspace.scratch))
-    junit_path = reports / "junit.xml"
-    with checkout(request.remote, sha, parent=workspace.scratch) as tree:
+    with (
+        tempfile.TemporaryDirectory(prefix="junit-", dir=workspace.scratch) as reports,
+        checkout(request.remote, sha, parent=workspace.scratch) as tree,
+    ):
+        junit_path = Path(reports) / "junit.xml"
         ran = workspace.run(
             [
                 python_executable(),

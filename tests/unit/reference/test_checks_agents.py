@@ -74,3 +74,15 @@ class TestSuiteAgent:
         head = sample.commit(sample.main, "broken", {"tests/test_broken.py": _FAILING_TEST})
         result = run_suite(SuiteInput(sample.remote, head), workspace)
         assert b"sdlcflow-checkout-" not in workspace.store.get(result.junit)
+
+
+class TestScratchHygiene:
+    """Checkouts, sandbox homes and report files are removed once the work is done."""
+
+    def test_nothing_is_left_in_the_scratch_space(
+        self, sample: SampleRepo, workspace: Workspace
+    ) -> None:
+        run_suite(SuiteInput(sample.remote, sample.main), workspace)
+        lint(LintInput(sample.remote, sample.main), workspace)
+        assert [p for p in workspace.scratch.rglob("*") if not p.is_dir()] == []
+        assert [p.name for p in workspace.scratch.iterdir()] == ["sandbox"]

@@ -77,7 +77,8 @@ class TestSandboxEnvironment:
             "PYTHONHASHSEED",
             "LC_CTYPE",
         }
-        assert seen["HOME"] != os.environ.get("HOME") and Path(seen["HOME"]).is_dir()
+        home = Path(seen["HOME"])
+        assert home.parent == tmp_path / "scratch" and not home.exists()  # private, then removed
 
     def test_explicit_variables_are_passed_but_sdlcflow_credentials_are_refused(
         self, sandbox: Sandbox, tmp_path: Path
