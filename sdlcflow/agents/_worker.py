@@ -73,6 +73,7 @@ WATCHED = frozenset(
         "RetryScheduled",
         "TaskDeadLettered",
         "CompensationRequested",
+        "EventRejected",
     }
 )
 VERDICTS = ("TaskCompleted", "ResultRejected", "RetryScheduled", "TaskDeadLettered")
@@ -113,6 +114,7 @@ class WorkerStats:
     offers: int = 0
     granted: int = 0
     denied: int = 0
+    refused: int = 0  # the request itself was rejected (credential, scope, unknown task)
     unanswered: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -194,7 +196,7 @@ class Worker:
         self._offers: OfferConsumer | None = None
         self._decisions: DecisionConsumer | None = None
         self._tracker = OffsetTracker()
-        self._queues: dict[bytes, deque[_Offer | Delivery]] = {}
+        self._queues: dict[bytes, deque[_Offer]] = {}
         self._runners: dict[bytes, asyncio.Task[None]] = {}
         self._requests: dict[str, asyncio.Future[Event]] = {}
         self._abandoned: OrderedDict[str, None] = OrderedDict()
@@ -338,10 +340,10 @@ class Worker:
             self._tracker.started(tp, item.offset)
             key = item.key or item.event.envelope.repo.encode()
             offer = item.event.payload
-            entry: _Offer | Delivery = (
-                _Offer(item, offer) if isinstance(offer, ev.TaskOffered) else item
-            )
-            self._queues.setdefault(key, deque()).append(entry)
+            if not isinstance(offer, ev.TaskOffered):
+                self._finished(item)  # grants etc. also routed here; decisions come from the log
+                continue
+            self._queues.setdefault(key, deque()).append(_Offer(item, offer))
             if key not in self._runners or self._runners[key].done():
                 self._runners[key] = asyncio.ensure_future(self._drain_key(key))
 
@@ -349,10 +351,9 @@ class Worker:
         queue = self._queues[key]
         while queue:
             entry = queue.popleft()
-            delivery = entry.delivery if isinstance(entry, _Offer) else entry
+            delivery = entry.delivery
             try:
-                if isinstance(entry, _Offer):
-                    await self._take(entry)
+                await self._take(entry)
             except asyncio.CancelledError:
                 queue.appendleft(entry)
                 raise
@@ -415,6 +416,15 @@ class Worker:
         finally:
             self._requests.pop(request.event_id, None)
         self.stats.grant_latency_ms.append(_mono_ms() - requested_local)
+        if isinstance(decision.payload, ev.EventRejected):
+            self.stats.refused += 1
+            log.warning(
+                "lease request for %s refused: %s %s",
+                offer.contract.id,
+                decision.payload.reason.value,
+                decision.payload.detail,
+            )
+            return
         if isinstance(decision.payload, ev.LeaseDenied):
             self.stats.denied += 1
             log.info(
@@ -557,6 +567,9 @@ class Worker:
             if isinstance(payload, ev.LeaseGranted | ev.LeaseDenied):
                 if payload.holder == me and cause is not None:
                     self._answer(cause, event)
+            elif isinstance(payload, ev.EventRejected):
+                if payload.actor_id == me and cause is not None:
+                    self._answer(cause, event)  # the request itself was refused
             elif isinstance(payload, ev.TaskCancelled):
                 for run in list(self._runs.values()):
                     if run.ctx.task_id == event.envelope.task_id:
