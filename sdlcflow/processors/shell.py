@@ -228,7 +228,6 @@ def create_app(config: ProcessorConfig) -> faust.App:
         # changelog writes must reach every in-sync replica, like the decisions they back
         producer_acks=-1,
         producer_max_request_size=MAX_TABLE_VALUE_BYTES + 65_536,
-        producer_compression_type="lz4",
         # no HTTP endpoint: several workers share one host and we expose no faust views
         web_enabled=False,
     )
@@ -247,8 +246,6 @@ def create_app(config: ProcessorConfig) -> faust.App:
         partitions=config.partitions,
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         extra_topic_configs=changelog_configs,
         help="repository -> its RepoState and outbox (storage.py)",
     )
@@ -258,8 +255,6 @@ def create_app(config: ProcessorConfig) -> faust.App:
         partitions=config.partitions,
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         help="partition -> repositories with live changes (the tick index)",
     )
     shell = CoordinatorShell(app, config, states, index)
