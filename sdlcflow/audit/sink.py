@@ -52,12 +52,14 @@ log = logging.getLogger(__name__)
 SINK_GROUP = "sdlcflow-audit"
 SINK_ACTOR = Actor(ActorKind.OPS, "sdlcflow-audit-sink")
 DEFAULT_BATCH = 2000
+NAMESPACE = "sdlc"
 
 
-def topic_pattern() -> str:
+def topic_pattern(namespace: str = NAMESPACE) -> str:
     """The subscription regex: the catalog's fixed topics and every task topic, nothing else.
 
-    Faust changelog and repartition topics are not sdlcflow events and never match.
+    Faust changelog and repartition topics are not sdlcflow events and never match. Tests use
+    another `namespace` (topics `<namespace>.coordinator`, ...) to stay apart from live traffic.
     """
     fixed = sorted(
         spec.name.removeprefix("sdlc.")
@@ -65,17 +67,17 @@ def topic_pattern() -> str:
         if not spec.name.startswith(TASKS_PREFIX)
     )
     names = "|".join(re.escape(name) for name in fixed)
-    return rf"^sdlc\.({names}|tasks\.[a-z0-9][a-z0-9._-]*)$"
+    return rf"^{re.escape(namespace)}\.({names}|tasks\.[a-z0-9][a-z0-9._-]*)$"
 
 
 @functools.cache
-def _compiled_pattern() -> re.Pattern[str]:
-    return re.compile(topic_pattern())
+def _compiled_pattern(namespace: str) -> re.Pattern[str]:
+    return re.compile(topic_pattern(namespace))
 
 
-def is_audited(topic: str) -> bool:
+def is_audited(topic: str, namespace: str = NAMESPACE) -> bool:
     """Whether a topic's records belong in the audit (guards against a too-wide subscription)."""
-    return _compiled_pattern().match(topic) is not None and not topic.endswith(
+    return _compiled_pattern(namespace).match(topic) is not None and not topic.endswith(
         ("-changelog", "-repartition")
     )
 
@@ -130,6 +132,7 @@ class AuditSink:
         publisher: where dead letters of undecodable records go (default: a new one).
         batch_size: records per poll; offsets are committed once per batch.
         config: extra librdkafka consumer settings.
+        namespace: topic prefix (`sdlc`); another one reads a separate set of topics.
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class AuditSink:
         publisher: EventPublisher | None = None,
         batch_size: int = DEFAULT_BATCH,
         config: dict[str, Any] | None = None,
+        namespace: str = NAMESPACE,
     ) -> None:
         if batch_size < 1:
             raise SdlcflowError("batch_size must be at least 1")
@@ -152,6 +156,8 @@ class AuditSink:
         self._publisher = publisher
         self.batch_size = batch_size
         self.stats = SinkStats()
+        self.namespace = namespace
+        self.dead_letter_topic = DEAD_LETTER.replace("sdlc.", f"{namespace}.", 1)
         self._stop = threading.Event()
         overrides = {
             # larger fetches: the sink reads everything, throughput beats latency here
@@ -164,7 +170,7 @@ class AuditSink:
         self._consumer = Consumer(
             consumer_config(bootstrap, group_id, from_beginning=True, overrides=overrides)
         )
-        self._consumer.subscribe([topic_pattern()])
+        self._consumer.subscribe([topic_pattern(namespace)])
 
     @property
     def publisher(self) -> EventPublisher:
@@ -239,7 +245,7 @@ class AuditSink:
             kind, stamp = message.timestamp()
             if kind != 0:
                 batch.timestamps.append(int(stamp))
-            if not is_audited(topic):
+            if not is_audited(topic, self.namespace):
                 batch.skipped += 1
                 continue
             self._one(message, batch)
@@ -249,7 +255,7 @@ class AuditSink:
         outcome = decode_message(self.codec, message, self.group_id)
         if isinstance(outcome, Refusal):
             letter = stored_letter(outcome.letter)
-            if message.topic() == DEAD_LETTER:
+            if message.topic() == self.dead_letter_topic:
                 # garbage on the dead-letter topic itself: store it, never re-publish (no loop)
                 self._add(letter, self.codec.encode(letter), _origin(message), batch)
             else:
@@ -271,7 +277,7 @@ class AuditSink:
         while True:
             try:
                 for letter in letters:
-                    self.publisher.publish(DEAD_LETTER, letter)
+                    self.publisher.publish(self.dead_letter_topic, letter)
                 self.publisher.flush()
                 return True
             except DeliveryError as exc:
