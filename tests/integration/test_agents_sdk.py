@@ -1,0 +1,223 @@
+"""The agent SDK against the real broker and the coordinator engine.
+
+The coordinator is `LoopbackCoordinator`: the processors' CoordinatorEngine (credential and
+signature gate, pure core, routing) driven by a plain Kafka loop, because `sdlcflow run
+processors` was not available when these tests were written. Agents talk only to topics, so
+the SDK sees exactly what the faust shell would publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from sdlcflow.agents import (
+    AgentIdentity,
+    TaskContract,
+    TaskResult,
+    Worker,
+    agent,
+    context,
+)
+from sdlcflow.agents._loopback import LoopbackCoordinator
+from sdlcflow.core.events import ActorKind
+from sdlcflow.identity import (
+    CredentialClaims,
+    KeyPair,
+    generate_key_pair,
+    issue_credential,
+    save_private_key,
+)
+from sdlcflow.streams.producer import ChangeRequestProducer, ChangeSpec, EventPublisher
+from sdlcflow.streams.topics import task_topic
+
+pytestmark = pytest.mark.integration
+
+LEASE_TTL_MS = 1_500
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Ops:
+    """Issues agent credentials from one trusted issuer key."""
+
+    def __init__(self) -> None:
+        self.issuer = generate_key_pair(f"ops-{uuid.uuid4().hex[:6]}")
+
+    def identity(
+        self, name: str, capabilities: tuple[str, ...], *, issuer: KeyPair | None = None
+    ) -> AgentIdentity:
+        key = generate_key_pair(name)
+        return AgentIdentity(self.token(name, key, capabilities, issuer=issuer), key=key)
+
+    def token(
+        self,
+        name: str,
+        key: KeyPair,
+        capabilities: tuple[str, ...],
+        *,
+        issuer: KeyPair | None = None,
+        issued_at: int | None = None,
+        lifetime_ms: int = 3_600_000,
+    ) -> str:
+        signer = issuer or self.issuer
+        at = issued_at if issued_at is not None else now_ms() - 1_000
+        claims = CredentialClaims(
+            credential_id=str(uuid.uuid4()), subject=name, kind=ActorKind.AGENT,
+            capabilities=capabilities, repos=("*",), paths=("*",), environments=("staging",),
+            issued_at=at, expires_at=at + lifetime_ms, issuer_key_id=self.issuer.key_id,
+            actor_key=key.public_key_b64,
+        )  # fmt: skip
+        return issue_credential(claims, signer)
+
+
+@pytest.fixture
+def ops() -> Ops:
+    return Ops()
+
+
+@pytest.fixture
+def coordinator(kafka_bootstrap: str, ops: Ops) -> Iterator[LoopbackCoordinator]:
+    loop = LoopbackCoordinator(
+        kafka_bootstrap, {ops.issuer.key_id: ops.issuer.public_key}, lease_ttl_ms=LEASE_TTL_MS,
+        tick_interval_ms=100,
+    )  # fmt: skip
+    loop.start()
+    yield loop
+    loop.stop()
+    assert loop.error is None
+
+
+def fresh_group(bootstrap: str, capabilities: tuple[str, ...]) -> str:
+    """A consumer group positioned at the current end of the task topics (no old offers)."""
+    group = f"test-agents-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    offsets = []
+    for capability in capabilities:
+        topic = task_topic(capability)
+        for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            offsets.append(TopicPartition(topic, partition, high))
+    consumer.commit(offsets=offsets, asynchronous=False)
+    consumer.close()
+    return group
+
+
+def submit(bootstrap: str, repo: str, head: str, *, change_id: str | None = None) -> str:
+    with EventPublisher(bootstrap) as publisher:
+        spec = ChangeSpec(
+            repo=repo, base_sha="b" * 40, head_sha=head, kind="code", template="code-change"
+        )
+        return ChangeRequestProducer(publisher).submit(spec, change_id=change_id).change_id
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def worker_for(bootstrap: str, agents: list[Any], identity: AgentIdentity, **kwargs: Any) -> Worker:
+    capabilities = tuple(sorted({a.__sdlcflow_agent__.capability for a in agents}))
+    return Worker(
+        agents, bootstrap=bootstrap, identity=identity,
+        group_id=fresh_group(bootstrap, capabilities), grant_timeout_s=5.0,
+        verdict_timeout_s=5.0, drain_timeout_s=1.0, stop_grace_s=2.0, **kwargs,
+    )  # fmt: skip
+
+
+EPOCHS: list[int] = []
+
+
+@agent("lint")
+def quick_lint(task: TaskContract) -> TaskResult:
+    EPOCHS.append(context().lease.epoch)
+    return TaskResult()
+
+
+@agent("test")
+async def quick_test(task: TaskContract) -> TaskResult:
+    return TaskResult()
+
+
+class TestRoundTrip:
+    """Offer -> lease -> handler -> result accepted, through the broker and the coordinator."""
+
+    async def test_lint_and_test_results_are_accepted(
+        self, kafka_bootstrap: str, coordinator: LoopbackCoordinator, ops: Ops
+    ) -> None:
+        identity = ops.identity("agent-rt", ("lint", "test"))
+        worker = worker_for(kafka_bootstrap, [quick_lint, quick_test], identity, concurrency=2)
+        async with worker:
+            submit(kafka_bootstrap, f"acme/rt-{uuid.uuid4().hex[:6]}", "1" * 40)
+            await until(lambda: worker.stats.accepted == 2)
+        assert (worker.stats.granted, worker.stats.succeeded, worker.stats.lost) == (2, 2, 0)
+
+
+class TestKilledAgent:
+    """A SIGKILLed agent's lease expires and another agent finishes the task with epoch + 1."""
+
+    async def test_task_is_released_by_expiry_and_finished_by_another(
+        self, kafka_bootstrap: str, coordinator: LoopbackCoordinator, ops: Ops, tmp_path: Path
+    ) -> None:
+        marker = tmp_path / "started"
+        key = generate_key_pair("agent-doomed")
+        save_private_key(key, tmp_path / "doomed.pem")
+        script = tmp_path / "doomed.py"
+        script.write_text(
+            textwrap.dedent(f"""
+            import asyncio, pathlib
+            from sdlcflow.agents import TaskContract, TaskResult, Worker, agent
+
+            @agent("lint")
+            async def hang(task: TaskContract) -> TaskResult:
+                pathlib.Path({str(marker)!r}).write_text(task.id)
+                await asyncio.sleep(3600)
+                return TaskResult()
+
+            async def main() -> None:
+                async with Worker([hang], group_id={fresh_group(kafka_bootstrap, ("lint",))!r},
+                                  bootstrap={kafka_bootstrap!r}) as worker:
+                    await worker.run()
+
+            asyncio.run(main())
+        """)
+        )
+        env = {
+            **os.environ,
+            "SDLCFLOW_AGENT_CREDENTIAL": ops.token("agent-doomed", key, ("lint",)),
+            "SDLCFLOW_AGENT_KEY": str(tmp_path / "doomed.pem"),
+        }
+        doomed = subprocess.Popen([sys.executable, str(script)], env=env)
+        try:
+            # its group was committed at the topic's end: it reads the offer whenever it joins
+            submit(kafka_bootstrap, f"acme/kill-{uuid.uuid4().hex[:6]}", "2" * 40)
+            await until(lambda: _alive(doomed) and marker.exists(), 60)
+        finally:
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(10)
+        EPOCHS.clear()
+        rescuer = worker_for(kafka_bootstrap, [quick_lint], ops.identity("agent-rescue", ("lint",)))
+        async with rescuer:
+            await until(lambda: rescuer.stats.accepted == 1, 30)
+        assert EPOCHS == [2]
+
+
+def _alive(process: subprocess.Popen[bytes]) -> bool:
+    assert process.poll() is None, "the agent subprocess died before taking the task"
+    return True
