@@ -1,1 +1,1 @@
-
+"""The reviewer web console: pending approvals, evidence bundles, signed approve/reject."""
