@@ -74,7 +74,8 @@ def backoff_delay(backoff: ev.Backoff, attempt: int, event_id: str) -> int:
     """Exponential backoff capped at max_ms, spread by +/- jitter around the nominal delay."""
     nominal = min(backoff.max_ms, backoff.base_ms * 2 ** max(attempt - 1, 0))
     spread = 1.0 + backoff.jitter * (2.0 * jitter_fraction(event_id) - 1.0)
-    return max(0, min(backoff.max_ms, int(nominal * spread)))
+    # at least 1 ms, so a retry is always due strictly after the failure that scheduled it
+    return max(1, min(backoff.max_ms, int(nominal * spread)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,11 +148,12 @@ def decide(state: RepoState, event: Event, config: CoreConfig | None = None) -> 
 
 
 def _already_processed(state: RepoState, event: Event) -> bool:
+    event_id = event.envelope.event_id
+    if event_id in state.recent:
+        return True
     change_id = event.envelope.change_id
-    if change_id is None:
-        return False
-    change = state.changes.get(change_id)
-    return change is not None and event.envelope.event_id in change.processed
+    change = state.changes.get(change_id) if change_id is not None else None
+    return change is not None and event_id in change.processed
 
 
 def _admissible(run: _Run, event: Event) -> bool:
@@ -260,6 +262,12 @@ def _on_change_updated(run: _Run, event: Event) -> None:
 
 def _on_change_cancelled(run: _Run, event: Event) -> None:
     p: ev.ChangeCancelled = event.payload  # type: ignore[assignment]
+    change_id = event.envelope.change_id
+    if change_id and change_id not in run.state.changes and change_id not in run.state.closed:
+        # cancelled before its request arrived (reordered input): the cancellation wins, and
+        # the request, when it comes, finds the change closed
+        run.emit(ev.ChangeWithdrawn(p.reason, event.envelope.actor.id), change_id)
+        return
     change = _live_change(run, event)
     if change is not None:
         _close(run, change.change_id, Outcome.CANCELLED, p.reason, event.envelope.actor.id)
@@ -681,7 +689,10 @@ def _on_credential_revoked(run: _Run, event: Event) -> None:
     p: ev.CredentialRevoked = event.payload  # type: ignore[assignment]
     for change_id in tuple(run.state.changes):
         for task in tuple(run.state.changes[change_id].tasks.values()):
-            if task.lease is not None and task.lease.holder == p.actor_id:
+            lease = task.lease
+            # only leases granted under the revoked credential (at or before revocation);
+            # a replayed revocation must not touch leases granted to a newer credential
+            if lease is not None and lease.holder == p.actor_id and lease.granted_at <= run.now:
                 _revoke(run, change_id, task, RevokeReason.CREDENTIAL_REVOKED)
                 current = run.state.changes[change_id].tasks[task.contract.id]
                 _offer(run, change_id, current, OfferReason.REVOKED, task.attempt + 1)

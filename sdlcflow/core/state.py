@@ -28,6 +28,9 @@ from sdlcflow.core.events import (
 # How many closed change ids a repository remembers so a late duplicate of their request is
 # refused instead of re-planned.
 CLOSED_MEMORY = 10_000
+# How many ids of inputs about no live change (rejected as unknown) a repository remembers, so
+# that a replay of such an input after its change appears is still recognised as a duplicate.
+RECENT_MEMORY = 1_024
 
 
 class TaskStatus(StrEnum):
@@ -65,6 +68,7 @@ class Lease:
     deadline: int
     attempt: int
     inputs: tuple[ev.ArtifactRef, ...]
+    granted_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,8 @@ class RepoState:
     """Everything the coordinator knows about one repository; the shell keeps one per repo key.
 
     `holders` maps a claimed resource (`path:`, `key:`, `env:`) to the change holding it;
-    `closed` remembers recent outcomes (oldest first, bounded); `watermark` is the latest
+    `closed` remembers recent outcomes (oldest first, bounded); `recent` remembers ids of inputs
+    that concerned no live change (bounded), keyed to their time; `watermark` is the latest
     decision time applied.
     """
 
@@ -116,6 +121,7 @@ class RepoState:
     changes: Mapping[str, ChangeState] = field(default_factory=dict)
     holders: Mapping[str, str] = field(default_factory=dict)
     closed: Mapping[str, str] = field(default_factory=dict)
+    recent: Mapping[str, int] = field(default_factory=dict)
     watermark: int = 0
 
     def to_plain(self) -> dict[str, Any]:
@@ -165,15 +171,31 @@ def evolve(state: RepoState, event: Event) -> RepoState:
     new = APPLIERS[type(event.payload)](state, event)
     envelope = event.envelope
     cause = envelope.causation_id
-    change = new.changes.get(envelope.change_id) if envelope.change_id else None
-    if change is not None and cause is not None and cause not in change.processed:
-        change = replace(change, processed=change.processed | {cause})
-        new = replace(new, changes={**new.changes, change.change_id: change})
+    if cause is not None:
+        new = _remember(new, envelope.change_id, cause, envelope.occurred_at)
     if envelope.occurred_at > new.watermark or not new.repo:
         new = replace(
             new, watermark=max(new.watermark, envelope.occurred_at), repo=new.repo or envelope.repo
         )
     return new
+
+
+def _remember(state: RepoState, change_id: str | None, cause: str, at: int) -> RepoState:
+    """Record the input a decision answered, so a duplicate of it is recognised (invariant 6):
+    with its live change, or repo-wide when it named no change we know. Inputs for closed
+    changes need no record: they are refused the same way every time."""
+    change = state.changes.get(change_id) if change_id else None
+    if change is not None:
+        if cause in change.processed:
+            return state
+        change = replace(change, processed=change.processed | {cause})
+        return replace(state, changes={**state.changes, change.change_id: change})
+    if (change_id is not None and change_id in state.closed) or cause in state.recent:
+        return state
+    recent = {**state.recent, cause: at}
+    if len(recent) > RECENT_MEMORY:
+        recent = dict(list(recent.items())[-RECENT_MEMORY:])
+    return replace(state, recent=recent)
 
 
 def _noop(state: RepoState, _event: Event) -> RepoState:
@@ -279,6 +301,7 @@ def _apply_granted(state: RepoState, event: Event) -> RepoState:
         deadline=event.envelope.occurred_at + task.contract.timeout_ms,
         attempt=p.attempt,
         inputs=p.inputs,
+        granted_at=event.envelope.occurred_at,
     )
     return _task_update(event, state, status=TaskStatus.LEASED, epoch=p.epoch, lease=lease)
 
