@@ -99,6 +99,10 @@ class Codec:
         """The registry id of the current schema of `full_name`."""
         return HEADER.unpack(self._writer(full_name)[0])[1]  # type: ignore[no-any-return]
 
+    def header(self, full_name: str) -> bytes:
+        """The 5-byte frame header (magic byte and schema id) of the current `full_name`."""
+        return self._writer(full_name)[0]
+
     def encode(self, full_name: str, datum: dict[str, Any]) -> bytes:
         """Frame `datum` as a record of `full_name`; raise EncodeError when it does not fit."""
         header, wire = self._writer(full_name)
@@ -128,6 +132,15 @@ class Codec:
                 schema_id,
             )
         return Decoded(reader.full_name, schema_id, datum)
+
+    def current_name(self, schema_id: int) -> str | None:
+        """The record name when `schema_id` is the current schema of a record, else None."""
+        reader = self._reader(schema_id)
+        return reader.full_name if reader.reader is None else None
+
+    def frame_schema_id(self, data: bytes | None) -> int:
+        """The schema id of a frame after the size and magic-byte checks (DecodeError if bad)."""
+        return self._check_frame(data)
 
     def _check_frame(self, data: bytes | None) -> int:
         if not data:

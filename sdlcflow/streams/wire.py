@@ -7,11 +7,13 @@ whatever fails to `sdlc.dead-letter` with the error's reason.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any
 
 from sdlcflow.core.events import EVENT_TYPES, Envelope, Event
-from sdlcflow.streams.codec import Codec, DecodeError, DecodeReason, EncodeError
+from sdlcflow.streams.codec import HEADER_SIZE, Codec, DecodeError, DecodeReason, EncodeError
+from sdlcflow.streams.compiled import Decoder, Encoder, Malformed, Truncated, compile_event
 from sdlcflow.streams.deadletter import DEAD_LETTER_TYPE, MessageDeadLettered
 from sdlcflow.streams.records import RecordTypeError, record_decoder, record_encoder
 from sdlcflow.streams.schema_store import EVENTS_NAMESPACE
@@ -32,28 +34,109 @@ def record_name(event_type: str) -> str:
 
 
 class EventCodec:
-    """Encodes core events to wire bytes and back, checking envelope and payload agree."""
+    """Encodes core events to wire bytes and back, checking envelope and payload agree.
 
-    def __init__(self, codec: Codec | None = None) -> None:
+    Args:
+        codec: the record codec (schemas, registry, size limit).
+        compiled: use the per-type compiled encoders/decoders (sdlcflow.streams.compiled) for
+            current-schema frames; False forces fastavro for everything (for comparison).
+    """
+
+    def __init__(self, codec: Codec | None = None, *, compiled: bool = True) -> None:
         self.codec = codec or Codec()
+        self.compiled = compiled
         self._types = event_types()
         self._encode_envelope = record_encoder(Envelope)
         self._decode_envelope = record_decoder(Envelope)
+        self._writers: dict[type, tuple[bytes, Encoder | None]] = {}
+        self._readers: dict[int, Decoder | None] = {}
 
     def encode(self, event: Event) -> bytes:
         """Wire bytes of `event`; raise EncodeError if the payload does not match its type."""
         envelope, payload = event.envelope, event.payload
-        payload_type = type(payload).__name__
-        if envelope.type != payload_type or self._types.get(payload_type) is not type(payload):
+        cls = type(payload)
+        writer = self._writers.get(cls)
+        if writer is None:
+            writer = self._writer(cls)
+        if envelope.type != cls.__name__:
             raise EncodeError(
-                f"envelope type {envelope.type!r} does not match payload {payload_type}; "
+                f"envelope type {envelope.type!r} does not match payload {cls.__name__}; "
                 "set Envelope.type to the payload class name"
             )
-        datum = {"envelope": self._encode_envelope(envelope), "payload": _payload_encoder(payload)}
-        return self.codec.encode(record_name(payload_type), datum)
+        header, write = writer
+        if write is None:
+            datum = {
+                "envelope": self._encode_envelope(envelope),
+                "payload": _payload_encoder(payload),
+            }
+            return self.codec.encode(record_name(cls.__name__), datum)
+        out = bytearray(header)
+        try:
+            write(out, event)
+        except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
+            raise EncodeError(
+                f"event does not match schema {record_name(cls.__name__)}: "
+                f"{type(exc).__name__}: {exc}; check the field types against schemas/"
+            ) from exc
+        return bytes(out)
+
+    def _writer(self, cls: type) -> tuple[bytes, Encoder | None]:
+        if self._types.get(cls.__name__) is not cls:
+            raise EncodeError(
+                f"{cls.__name__} is not an sdlcflow event payload; "
+                f"known: {', '.join(sorted(self._types))}"
+            )
+        name = record_name(cls.__name__)
+        header = self.codec.header(name)
+        compiled = self._compile(cls) if self.compiled else None
+        writer = (header, compiled[0] if compiled else None)
+        self._writers[cls] = writer
+        return writer
+
+    def _compile(self, cls: type) -> tuple[Encoder, Decoder] | None:
+        schema = self.codec.store.get(record_name(cls.__name__)).schema
+        try:
+            return compile_event(schema, Envelope, cls, Event)
+        except TypeError:
+            return None  # a shape the compiler does not handle: fastavro serves it
 
     def decode(self, data: bytes | None) -> Event:
         """The event in `data`; raise DecodeError with a precise reason otherwise."""
+        schema_id = self.codec.frame_schema_id(data)
+        read = self._readers[schema_id] if schema_id in self._readers else self._reader(schema_id)
+        if read is None:
+            return self._decode_slow(data)
+        assert data is not None
+        try:
+            event, end = read(data, HEADER_SIZE)
+        except Truncated as exc:
+            raise DecodeError(DecodeReason.TRUNCATED, str(exc), schema_id) from exc
+        except (Malformed, UnicodeDecodeError, ValueError) as exc:
+            raise DecodeError(
+                DecodeReason.MALFORMED, f"{type(exc).__name__}: {exc}", schema_id
+            ) from exc
+        if end != len(data):
+            raise DecodeError(
+                DecodeReason.TRAILING_BYTES,
+                f"{len(data) - end} bytes left after a complete {event.envelope.type}",
+                schema_id,
+            )
+        _validate(event, type(event.payload).__name__, schema_id)
+        return event  # type: ignore[no-any-return]
+
+    def _reader(self, schema_id: int) -> Decoder | None:
+        """The compiled decoder for a current-schema id; None when fastavro must resolve."""
+        read: Decoder | None = None
+        name = self.codec.current_name(schema_id) if self.compiled else None
+        if name is not None:
+            namespace, _, event_type = name.rpartition(".")
+            cls = self._types.get(event_type) if namespace == EVENTS_NAMESPACE else None
+            compiled = self._compile(cls) if cls is not None else None
+            read = compiled[1] if compiled else None
+        self._readers[schema_id] = read
+        return read
+
+    def _decode_slow(self, data: bytes | None) -> Event:
         decoded = self.codec.decode(data)
         namespace, _, name = decoded.full_name.rpartition(".")
         cls = self._types.get(name) if namespace == EVENTS_NAMESPACE else None
