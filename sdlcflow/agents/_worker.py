@@ -614,22 +614,19 @@ class Worker:
             run.verdict.set_result(event)
 
     def _compensation_requested(self, lease_id: str, request: ev.CompensationRequested) -> None:
-        live = self._runs.get(lease_id)
-        if live is not None and not live.compensated:
-            if live.clock.active:
-                self._lose(live, f"compensation requested: {request.reason}")
-            elif not live.verdict.done():
-                live.verdict.set_exception(AgentError(request.reason))
-                live.verdict.exception()  # retrieved: only the compensation matters now
-            if live.clock.active or live.ctx.lost.is_set():
-                return
-        run = live or self._recent.get(lease_id)
+        """Undo a lease's writes: a running handler is stopped (the loss path compensates);
+        a sent or finished result that was not accepted is compensated here, once."""
+        run = self._runs.get(lease_id) or self._recent.get(lease_id)
         if run is None or run.compensated:
             return
+        reason = f"compensation requested: {request.reason}"
+        if run.clock.active:
+            self._lose(run, reason)
+            return
+        if run.ctx.lost.is_set() and lease_id in self._runs:
+            return  # the loss path is already stopping the handler and will compensate
         run.compensated = True
-        self._spawn(
-            compensate(run.definition, run.ctx, f"compensation requested: {request.reason}")
-        )
+        self._spawn(compensate(run.definition, run.ctx, reason))
 
     async def _release_late(self, event: Event, grant: ev.LeaseGranted) -> None:
         envelope = self._envelope(

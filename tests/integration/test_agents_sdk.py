@@ -25,11 +25,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from sdlcflow.agents import (
     AgentIdentity,
+    LeaseLoss,
     TaskContract,
     TaskResult,
     Worker,
     agent,
     context,
+    ensure_live,
 )
 from sdlcflow.agents._loopback import LoopbackCoordinator
 from sdlcflow.core.events import ActorKind
@@ -221,3 +223,61 @@ class TestKilledAgent:
 def _alive(process: subprocess.Popen[bytes]) -> bool:
     assert process.poll() is None, "the agent subprocess died before taking the task"
     return True
+
+
+LOSSES: list[LeaseLoss] = []
+WRITES: list[tuple[str, int]] = []
+NEW_HEAD = "4" * 40
+
+
+def record_loss(task: TaskContract, loss: LeaseLoss) -> None:
+    LOSSES.append(loss)
+
+
+@agent("lint", compensate=record_loss)
+async def slow_lint(task: TaskContract) -> TaskResult:
+    ctx = context()
+    if ctx.lease.input("head") == NEW_HEAD:
+        return TaskResult()
+    WRITES.append(("started", ctx.lease.epoch))
+    while True:  # works until the lease is lost; every write is guarded
+        await asyncio.sleep(0.05)
+        ensure_live()
+        WRITES.append(("wrote", ctx.lease.epoch))
+
+
+class TestRevocation:
+    """A lease revoked mid-run cancels the handler, runs compensation, publishes no result."""
+
+    async def test_head_moved_revokes_compensates_and_the_new_head_is_checked(
+        self, kafka_bootstrap: str, coordinator: LoopbackCoordinator, ops: Ops
+    ) -> None:
+        LOSSES.clear()
+        WRITES.clear()
+        worker = worker_for(kafka_bootstrap, [slow_lint], ops.identity("agent-rv", ("lint",)))
+        repo = f"acme/revoke-{uuid.uuid4().hex[:6]}"
+        async with worker:
+            change_id = submit(kafka_bootstrap, repo, "3" * 40)
+            await until(lambda: len(WRITES) >= 3)
+            submit(kafka_bootstrap, repo, NEW_HEAD, change_id=change_id)  # the head moved
+            await until(lambda: worker.stats.accepted == 1)
+            writes_at_loss = len(WRITES)
+            await asyncio.sleep(0.3)  # a handler still running would keep appending
+        assert len(WRITES) == writes_at_loss
+        assert [(loss.epoch, loss.reason) for loss in LOSSES] == [(1, "lease revoked: HEAD_MOVED")]
+        assert (worker.stats.lost, worker.stats.succeeded) == (1, 1)
+
+
+class TestForgedCredential:
+    """A credential not signed by a trusted issuer gets the request refused, never a lease."""
+
+    async def test_forged_credential_is_refused_and_recorded(
+        self, kafka_bootstrap: str, coordinator: LoopbackCoordinator, ops: Ops
+    ) -> None:
+        forger = generate_key_pair(ops.issuer.key_id)  # same key id, different key
+        identity = ops.identity("agent-forged", ("lint",), issuer=forger)
+        worker = worker_for(kafka_bootstrap, [quick_lint], identity)
+        async with worker:
+            submit(kafka_bootstrap, f"acme/forged-{uuid.uuid4().hex[:6]}", "5" * 40)
+            await until(lambda: worker.stats.refused == 1)
+        assert (worker.stats.granted, worker.stats.succeeded) == (0, 0)
