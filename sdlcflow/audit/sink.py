@@ -66,8 +66,14 @@ def topic_pattern(namespace: str = NAMESPACE) -> str:
         for spec in catalog()
         if not spec.name.startswith(TASKS_PREFIX)
     )
-    names = "|".join(re.escape(name) for name in fixed)
-    return rf"^{re.escape(namespace)}\.({names}|tasks\.[a-z0-9][a-z0-9._-]*)$"
+    names = "|".join(_literal(name) for name in fixed)
+    return rf"^{_literal(namespace)}\.({names}|tasks\.[a-z0-9][a-z0-9._-]*)$"
+
+
+def _literal(text: str) -> str:
+    """Topic-name text as a regex literal: only `.` needs escaping in names (librdkafka's
+    regex engine is stricter than Python's, so re.escape is not used)."""
+    return text.replace(".", "\\.")
 
 
 @functools.cache
