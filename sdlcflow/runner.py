@@ -82,6 +82,12 @@ def run() -> None:
     help="How long a grant or heartbeat keeps a lease. [default: 30000]",
 )
 @click.option(
+    "--repos",
+    default=None,
+    envvar="SDLCFLOW_PROCESSORS_REPOS",
+    help="Comma-separated glob patterns of the repositories to serve (default: all).",
+)
+@click.option(
     "--loglevel",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -97,6 +103,7 @@ def processors(
     trusted_issuers: Path | None,
     tick_interval_ms: int | None,
     lease_ttl_ms: int | None,
+    repos: str | None,
     loglevel: str,
 ) -> None:
     """Run the coordinator: decide on change requests, agent events and ticks."""
@@ -109,6 +116,7 @@ def processors(
         trusted_issuers=trusted_issuers,
         tick_interval_ms=tick_interval_ms,
         lease_ttl_ms=lease_ttl_ms,
+        repos=tuple(p for p in repos.split(",") if p) if repos else None,
     )
     if workers == 1:
         _run_worker(config, loglevel)

@@ -13,6 +13,9 @@ environment variable; `sdlcflow run processors` sets the same fields from its op
 - SDLCFLOW_BATCH_MAX (500): inputs per batch (one publish flush, one table write per repo).
 - SDLCFLOW_BATCH_WITHIN_MS (20): longest wait to fill a batch.
 - SDLCFLOW_MAX_CLOCK_SKEW_MS (30000): inputs dated further in the future are dead-lettered.
+- SDLCFLOW_PROCESSORS_REPOS (all): comma-separated glob patterns of the repositories this
+  coordinator serves; records of other repositories are skipped unread (tests, sharding).
+- SDLCFLOW_PROCESSORS_OFFSET_RESET (earliest): where a new consumer group starts.
 - SDLCFLOW_CREDENTIAL_GRACE_MS (300000): a credential is refused this long after its expiry,
   whatever date the event claims.
 """
@@ -56,6 +59,8 @@ class ProcessorConfig:
     batch_within_ms: int = 20
     max_clock_skew_ms: int = 30_000
     credential_grace_ms: int = 300_000
+    repos: tuple[str, ...] = ()
+    offset_reset: str = "earliest"
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> ProcessorConfig:
@@ -75,6 +80,8 @@ class ProcessorConfig:
             batch_within_ms=_int_env("SDLCFLOW_BATCH_WITHIN_MS", 20),
             max_clock_skew_ms=_int_env("SDLCFLOW_MAX_CLOCK_SKEW_MS", 30_000),
             credential_grace_ms=_int_env("SDLCFLOW_CREDENTIAL_GRACE_MS", 300_000),
+            repos=tuple(p for p in _env("SDLCFLOW_PROCESSORS_REPOS", "").split(",") if p),
+            offset_reset=_env("SDLCFLOW_PROCESSORS_OFFSET_RESET", "earliest"),
         ).checked()
 
     def with_options(self, **options: Any) -> ProcessorConfig:
@@ -88,6 +95,8 @@ class ProcessorConfig:
         for name in ("partitions", "tick_interval_ms", "lease_ttl_ms", "batch_max"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} is {getattr(self, name)}; it must be at least 1")
+        if self.offset_reset not in ("earliest", "latest"):
+            raise ConfigError(f"offset reset {self.offset_reset!r}: use earliest or latest")
         if self.batch_within_ms < 0:
             raise ConfigError("batch_within_ms must not be negative")
         return self
@@ -107,6 +116,8 @@ class ProcessorConfig:
             "SDLCFLOW_BATCH_WITHIN_MS": str(self.batch_within_ms),
             "SDLCFLOW_MAX_CLOCK_SKEW_MS": str(self.max_clock_skew_ms),
             "SDLCFLOW_CREDENTIAL_GRACE_MS": str(self.credential_grace_ms),
+            "SDLCFLOW_PROCESSORS_REPOS": ",".join(self.repos),
+            "SDLCFLOW_PROCESSORS_OFFSET_RESET": self.offset_reset,
         }
 
     @property

@@ -17,6 +17,7 @@ repository costs nothing per tick.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -150,6 +151,7 @@ class CoordinatorEngine:
         codec: the wire codec.
         group: the consumer group (faust app id), recorded on dead letters.
         clock: milliseconds since the epoch (the shell's clock; the core never reads one).
+        repos: glob patterns of the repositories served; others are skipped unread (empty: all).
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class CoordinatorEngine:
         *,
         group: str,
         clock: Clock = wall_clock_ms,
+        repos: Sequence[str] = (),
     ) -> None:
         self.core = core
         self.gate = gate
@@ -167,6 +170,7 @@ class CoordinatorEngine:
         self.group = group
         self.clock = clock
         self.actor = Actor(ActorKind.COORDINATOR, group)
+        self.repos = tuple(repos)
         self._states: dict[str, RepoState] = {}
         self._partitions: dict[str, int] = {}
         self._index: dict[int, frozenset[str]] = {}
@@ -287,6 +291,8 @@ class _BatchRun:
     # ---------------------------------------------------------------- one input
 
     def one(self, record: Inbound) -> None:
+        if self.engine.repos and not self._served(record.key):
+            return
         try:
             event = self.engine.codec.decode(record.value)
         except DecodeError as exc:
@@ -305,6 +311,12 @@ class _BatchRun:
             self._tick(record, admitted, trace)
         else:
             self._decide(record, admitted, event.envelope.repo, trace)
+
+    def _served(self, key: bytes | None) -> bool:
+        repo = key.decode("utf-8", "replace") if key is not None else ""
+        if repo.startswith(TICK_REPO_PREFIX):
+            return True
+        return any(fnmatch.fnmatchcase(repo, pattern) for pattern in self.engine.repos)
 
     def _misrouted(self, record: Inbound, event: Event) -> str | None:
         envelope = event.envelope

@@ -17,7 +17,9 @@ round trip per batch, one table write per repository changed in it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import uuid
 import weakref
 from collections.abc import Iterator, Sequence
@@ -25,12 +27,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import faust
+from confluent_kafka.admin import AdminClient
 from faust.streams import _current_event
 from faust.types import EventT, StreamT, TableT
 
 from sdlcflow.core.decider import CoreConfig
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, Tick
 from sdlcflow.core.planner import load_templates, packaged_template_texts
+from sdlcflow.infra.topics import ensure_topics
 from sdlcflow.processors.config import ProcessorConfig, StoreKind
 from sdlcflow.processors.engine import (
     INPUT_TOPICS,
@@ -51,12 +55,14 @@ from sdlcflow.processors.storage import (
 from sdlcflow.processors.trust import CredentialGate, TrustedIssuers
 from sdlcflow.streams.deadletter import Header
 from sdlcflow.streams.producer import trace_headers
-from sdlcflow.streams.topics import TICKS, task_topic
+from sdlcflow.streams.topics import TICKS, TopicSpec, task_topic
 from sdlcflow.streams.wire import EventCodec
 from sdlcflow.tracing import new_trace_id
 
 log = logging.getLogger(__name__)
 
+_WEEK_MS = 7 * 24 * 3600 * 1000
+EXIT_CRASHED = 70  # EX_SOFTWARE
 # Table values hold a repository's whole state; allow well above Kafka's 1 MiB default.
 MAX_TABLE_VALUE_BYTES = 8 * 1024 * 1024
 
@@ -82,9 +88,6 @@ class CoordinatorShell:
         self.states = states
         self.index = index
         core = core_config(config)
-        self.capabilities = sorted(
-            {step.capability for template in core.templates.values() for step in template.steps}
-        )
         self.engine = CoordinatorEngine(
             core,
             CredentialGate(
@@ -94,6 +97,7 @@ class CoordinatorShell:
             ),
             EventCodec(),
             group=config.app_id,
+            repos=config.repos,
         )
         self.publisher = RecordPublisher(
             config.bootstrap, client_id=f"{config.app_id}-coordinator", partitions=config.partitions
@@ -184,9 +188,6 @@ class CoordinatorShell:
         )
         return Event(envelope, Tick(sequence=self._tick_sequence))
 
-    def ensure_task_topics(self) -> None:
-        self.publisher.ensure_task_topics({task_topic(cap) for cap in self.capabilities})
-
 
 def _inbound(event: EventT[bytes]) -> Inbound:
     message = event.message
@@ -207,10 +208,45 @@ def _header_bytes(value: Any) -> bytes | None:
     return value.encode() if isinstance(value, str) else value  # type: ignore[no-any-return]
 
 
+class CoordinatorApp(faust.App):
+    """The faust app, creating its changelog and task topics before the consumer joins.
+
+    faust declares changelog topics while the consumer joins its group; the group's metadata
+    snapshot may then miss them, and the first table write fails its partition-count check.
+    Creating them first avoids that race.
+    """
+
+    sdlcflow_config: ProcessorConfig
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, prepare_topics, self.sdlcflow_config)
+
+
+def prepare_topics(config: ProcessorConfig) -> None:
+    """Create the tables' changelog topics and every known capability's task topic."""
+    compacted = {
+        "cleanup.policy": "compact",
+        "max.message.bytes": str(MAX_TABLE_VALUE_BYTES + 65_536),
+    }
+    specs = [
+        TopicSpec(config.changelog_topic(table), config.partitions, dict(compacted))
+        for table in (config.state_table, config.index_table)
+    ]
+    templates = core_config(config).templates.values()
+    capabilities = {step.capability for template in templates for step in template.steps}
+    specs += [
+        TopicSpec(task_topic(cap), config.partitions, {"retention.ms": str(_WEEK_MS)})
+        for cap in sorted(capabilities)
+    ]
+    ensure_topics(AdminClient({"bootstrap.servers": config.bootstrap}), specs)
+
+
 def create_app(config: ProcessorConfig) -> faust.App:
     """The faust app for one configuration (`sdlcflow.processors.app` uses the environment)."""
     store = "rocksdb://" if config.store is StoreKind.ROCKSDB else "memory://"
-    app = faust.App(
+    app = CoordinatorApp(
         config.app_id,
         broker=f"kafka://{config.bootstrap}",
         store=store,
@@ -218,10 +254,8 @@ def create_app(config: ProcessorConfig) -> faust.App:
         topic_partitions=config.partitions,
         # at-least-once: exactly_once is unreliable in faust (DESIGN.md); the core is idempotent
         processing_guarantee="at_least_once",
-        # the input topics are created by `sdlcflow up` with our settings; never by faust
-        topic_allow_declare=False,
         # a new coordinator group must see every input ever sent, not only new ones
-        consumer_auto_offset_reset="earliest",
+        consumer_auto_offset_reset=config.offset_reset,
         # our codec decodes; faust hands over raw bytes
         key_serializer="raw",
         value_serializer="raw",
@@ -257,6 +291,7 @@ def create_app(config: ProcessorConfig) -> faust.App:
         value_type=bytes,
         help="partition -> repositories with live changes (the tick index)",
     )
+    app.sdlcflow_config = config
     shell = CoordinatorShell(app, config, states, index)
     app.coordinator_shell = shell  # type: ignore[attr-defined]
     within = max(config.batch_within_ms, 1) / 1000
@@ -265,15 +300,17 @@ def create_app(config: ProcessorConfig) -> faust.App:
     async def coordinate(stream: StreamT[bytes]) -> None:
         batches = stream.take_events(config.batch_max, within=within)  # type: ignore[attr-defined]
         async for events in batches:
-            await shell.handle(events)
+            try:
+                await shell.handle(events)
+            except Exception:
+                # faust would ack the batch and keep running without this agent; dying
+                # instead leaves the offsets uncommitted for the restarted worker
+                log.critical("coordinator failed on a batch; exiting", exc_info=True)
+                os._exit(EXIT_CRASHED)
 
     @app.timer(interval=config.tick_interval_ms / 1000)  # type: ignore[untyped-decorator]
     async def tick() -> None:
         shell.tick()
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def prepare() -> None:
-        shell.ensure_task_topics()
 
     async def forget(_app: Any, *_args: Any, **_kwargs: Any) -> None:
         shell.engine.forget()  # another worker may have changed what we had in memory
