@@ -25,7 +25,10 @@ def head(sample: SampleRepo) -> str:
     return sample.commit(
         sample.main,
         "feature",
-        {"requirements.txt": b"pyjwt==3.0.0\n", "service/evil.py": b"print('<script>x</script>')\n"},
+        {
+            "requirements.txt": b"pyjwt==3.0.0\n",
+            "service/evil.py": b"print('<script>x</script>')\n",
+        },
     )
 
 

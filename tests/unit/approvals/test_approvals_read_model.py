@@ -57,7 +57,9 @@ class TestApprovalLifecycle:
         assert store.get(APPROVAL).status is ApprovalStatus.APPROVED
         assert store.pending() == []
         outcome = store.outcome("sent-bob")
-        assert outcome is not None and outcome.accepted and "bob approved (2 of 2)" in outcome.detail
+        assert (
+            outcome is not None and outcome.accepted and "bob approved (2 of 2)" in outcome.detail
+        )
 
     def test_revised_change_invalidates_and_a_new_request_reopens_with_new_evidence(
         self, store: ApprovalStore
