@@ -109,10 +109,8 @@ def command(settings: Settings, java: Path, jars: JarSet, home: Path) -> list[st
         "-XX:+UseG1GC",
         "-XX:+ParallelRefProcEnabled",
         "-XX:MaxGCPauseMillis=300",
-        "-XX:+HeapDumpOnOutOfMemoryError",
         # a node that ran out of heap may corrupt data if it goes on: die, and say so in the log
         "-XX:+ExitOnOutOfMemoryError",
-        f"-XX:HeapDumpPath={home}",
         *_JAVA17_MODULE_FLAGS,
         f"-javaagent:{jars.find('jamm-')}",
         "-Djava.net.preferIPv4Stack=true",

@@ -87,7 +87,14 @@ def is_our_server(pid: int | None, home: Path) -> bool:
     """Whether `pid` is alive (not a zombie) and is the server of directory `home`."""
     if pid is None:
         return False
-    _reap(pid)
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        # our own child: trust its Popen, since /proc/<pid>/cmdline can read empty for a
+        # moment while the child is still inside exec
+        if child.poll() is None:
+            return home_marker(home) in list(child.args)  # type: ignore[arg-type]
+        del _CHILDREN[pid]
+        return False
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
