@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/codec_bench.py [--quick]
 
-Reports records/s on one core (single thread, best of several repeats so that other processes
-on a shared machine disturb the figure less) for:
+Reports records/s on one core: single thread, timed in process CPU time (so that other processes
+competing for the cores do not count), best of several repeats. For:
   - sdlcflow's EventCodec with compiled per-type encoders/decoders (what producers and consumers
     use), dataclass -> Confluent frame -> dataclass;
   - the same through fastavro's generic schemaless writer/reader (the fallback for old writers);
@@ -115,9 +115,10 @@ def typical_events() -> dict[str, Event]:
 
 
 def rate(work: Callable[[], Any], seconds: float, repeats: int) -> float:
-    """Calls per second of `work`, best of `repeats` runs of about `seconds` each."""
-    number = max(1, int(seconds / max(timeit.timeit(work, number=200) / 200, 1e-9)))
-    best = min(timeit.repeat(work, number=number, repeat=repeats))
+    """Calls per CPU-second of `work`, best of `repeats` runs of about `seconds` each."""
+    cpu = time.process_time
+    number = max(1, int(seconds / max(timeit.timeit(work, number=200, timer=cpu) / 200, 1e-9)))
+    best = min(timeit.repeat(work, number=number, repeat=repeats, timer=cpu))
     return number / best
 
 

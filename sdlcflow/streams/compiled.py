@@ -8,9 +8,9 @@ bytes into dataclasses without building dicts. They are used only when the write
 current one; anything else (older writers, schema resolution) goes through fastavro. Tests prove
 byte-for-byte equality with fastavro both ways.
 
-Decoding garbage raises only `Truncated` or `Malformed` (or UnicodeDecodeError, mapped by the
-caller); every length and count is bounded by the bytes left, so no input allocates or loops
-beyond its own size.
+Decoding garbage raises only `Truncated`, `IndexError` (reading past the end), `Malformed` or
+UnicodeDecodeError, all mapped by the caller; every length and count is bounded by the bytes
+left, so no input allocates or loops beyond its own size.
 """
 
 from __future__ import annotations
@@ -253,21 +253,25 @@ class _DecoderBuilder(_Source):
         if kind in ("long", "int"):
             return self._long(target, pad)
         if kind in ("string", "bytes"):
-            n = self.var("n")
-            read = f"data[pos:pos + {n}]" + (".decode()" if kind == "string" else "")
+            n, stop = self.var("n"), self.var("t")
+            read = f"data[pos:{stop}]" + (".decode()" if kind == "string" else "")
             return [
-                *self._long(n, pad),
-                f"{pad}if {n} < 0:",
-                f"{pad}    raise _Malformed('negative length')",
-                f"{pad}if pos + {n} > end:",
+                f"{pad}{n} = data[pos]",
+                f"{pad}if {n} < 128 and not {n} & 1:  # short length, one byte",
+                f"{pad}    {n} >>= 1",
+                f"{pad}    pos += 1",
+                f"{pad}else:",
+                f"{pad}    {n}, pos = _read_long(data, pos)",
+                f"{pad}    if {n} < 0:",
+                f"{pad}        raise _Malformed('negative length')",
+                f"{pad}{stop} = pos + {n}",
+                f"{pad}if {stop} > end:",
                 f"{pad}    raise _Truncated('{kind} runs past the end')",
                 f"{pad}{target} = {read}",
-                f"{pad}pos += {n}",
+                f"{pad}pos = {stop}",
             ]
         if kind == "boolean":
             return [
-                f"{pad}if pos >= end:",
-                f"{pad}    raise _Truncated('boolean past the end')",
                 f"{pad}{target} = data[pos]",
                 f"{pad}pos += 1",
                 f"{pad}if {target} > 1:",
@@ -300,9 +304,10 @@ class _DecoderBuilder(_Source):
         raise TypeError(f"no compiled decoder for {avro!r}")
 
     def _long(self, target: str, pad: str) -> list[str]:
+        # data[pos] past the end raises IndexError, which the caller reports as truncation
         return [
-            f"{pad}if pos < end and data[pos] < 128:",
-            f"{pad}    {target} = data[pos]",
+            f"{pad}{target} = data[pos]",
+            f"{pad}if {target} < 128:",
             f"{pad}    {target} = ({target} >> 1) ^ -({target} & 1)",
             f"{pad}    pos += 1",
             f"{pad}else:",

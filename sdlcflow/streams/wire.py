@@ -109,8 +109,8 @@ class EventCodec:
         assert data is not None
         try:
             event, end = read(data, HEADER_SIZE)
-        except Truncated as exc:
-            raise DecodeError(DecodeReason.TRUNCATED, str(exc), schema_id) from exc
+        except (Truncated, IndexError) as exc:
+            raise DecodeError(DecodeReason.TRUNCATED, f"ends early: {exc}", schema_id) from exc
         except (Malformed, UnicodeDecodeError, ValueError) as exc:
             raise DecodeError(
                 DecodeReason.MALFORMED, f"{type(exc).__name__}: {exc}", schema_id
