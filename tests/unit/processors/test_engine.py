@@ -1,0 +1,213 @@
+"""The coordinator shell's engine: decode, authenticate, decide, route, index, dead-letter."""
+
+from __future__ import annotations
+
+import uuid
+
+from processors_harness import T0, Harness
+
+from sdlcflow.core import events as ev
+from sdlcflow.core.decider import handle
+from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, LeaseRequested, Tick
+from sdlcflow.processors.engine import next_due, tick_repo
+from sdlcflow.processors.storage import decode_index, decode_repo
+from sdlcflow.processors.testing import TestIssuer, change_request
+from sdlcflow.streams.topics import AGENT_EVENTS, CHANGE_REQUESTS, COORDINATOR, DEAD_LETTER, TICKS
+from sdlcflow.tracing import new_trace_id
+
+REPO = "acme/web"
+
+
+def _types(events: list[Event]) -> list[str]:
+    return [e.envelope.type for e in events]
+
+
+def _offers(h: Harness, result: object) -> dict[str, ev.TaskOffered]:
+    found = {}
+    for event in h.decoded(result.outbound, COORDINATOR):  # type: ignore[attr-defined]
+        if isinstance(event.payload, ev.TaskOffered):
+            found[event.payload.contract.step] = event
+    return found
+
+
+def _plan(h: Harness) -> tuple[str, dict[str, Event]]:
+    request = change_request(REPO, at=T0)
+    result = h.run([h.record(CHANGE_REQUESTS, request)])
+    return request.envelope.change_id or "", _offers(h, result)
+
+
+def _tick(h: Harness, at: int, partition: int = 0) -> Event:
+    envelope = Envelope(
+        event_id=str(uuid.uuid4()),
+        type="Tick",
+        occurred_at=at,
+        repo=tick_repo(partition),
+        change_id=None,
+        task_id=None,
+        trace_id=new_trace_id(),
+        causation_id=None,
+        actor=Actor(ActorKind.COORDINATOR, "unit-coordinator"),
+    )
+    return Event(envelope, Tick(1))
+
+
+class TestPlanning:
+    """A change request becomes decisions on sdlc.coordinator, offers on the task topics."""
+
+    def test_offers_reach_the_log_and_the_capability_topic(self, harness: Harness) -> None:
+        request = change_request(REPO, at=T0)
+        result = harness.run([harness.record(CHANGE_REQUESTS, request)])
+        types = _types(harness.decoded(result.outbound, COORDINATOR))
+        assert types[0] == "ChangePlanned"
+        assert types.count("TaskOffered") == 2
+        assert len(harness.decoded(result.outbound, "sdlc.tasks.lint")) == 1
+        assert len(harness.decoded(result.outbound, "sdlc.tasks.test")) == 1
+        assert all(r.key == REPO.encode() for r in result.outbound)
+
+    def test_the_table_value_holds_the_state_and_its_outbox(self, harness: Harness) -> None:
+        request = change_request(REPO, at=T0)
+        result = harness.run([harness.record(CHANGE_REQUESTS, request)])
+        stored = decode_repo(harness.states[REPO])
+        assert request.envelope.change_id in stored.state.changes
+        assert list(stored.outbox) == result.outbound
+
+    def test_a_repo_with_a_live_change_enters_the_tick_index(self, harness: Harness) -> None:
+        _plan(harness)
+        assert decode_index(harness.index[0]) == {REPO}
+
+
+class TestLeases:
+    """Signed agents get leases; ticks expire them and re-offer with the next epoch."""
+
+    def test_a_signed_lease_request_is_granted_on_both_topics(self, harness: Harness) -> None:
+        change_id, offers = _plan(harness)
+        bot = harness.issuer.actor("lint-bot", capabilities=("lint",), issued_at=T0)
+        task_id = offers["lint"].envelope.task_id
+        ask = bot.event(
+            LeaseRequested("lint"), repo=REPO, at=T0 + 1, change_id=change_id, task_id=task_id
+        )
+        result = harness.run([harness.record(AGENT_EVENTS, ask)])
+        grants = [e for e in harness.decoded(result.outbound, "sdlc.tasks.lint")]
+        assert _types(grants) == ["LeaseGranted"]
+        assert result.grants == 1
+
+    def test_a_tick_after_expiry_reoffers_with_the_next_epoch(self, harness: Harness) -> None:
+        change_id, offers = _plan(harness)
+        bot = harness.issuer.actor("lint-bot", capabilities=("lint",), issued_at=T0)
+        task_id = offers["lint"].envelope.task_id
+        ask = bot.event(
+            LeaseRequested("lint"), repo=REPO, at=T0 + 1, change_id=change_id, task_id=task_id
+        )
+        harness.run([harness.record(AGENT_EVENTS, ask)])
+        early = harness.run([harness.record(TICKS, _tick(harness, T0 + 5_000))])
+        assert early.outbound == []
+        harness.now[0] = T0 + 20_000
+        late = harness.run([harness.record(TICKS, _tick(harness, T0 + 20_000))])
+        decided = harness.decoded(late.outbound, COORDINATOR)
+        assert "LeaseExpired" in _types(decided)
+        reoffer = [e.payload for e in decided if isinstance(e.payload, ev.TaskOffered)]
+        assert [o.epoch for o in reoffer] == [offers["lint"].payload.epoch + 1]
+
+    def test_next_due_matches_the_core_tick_handler(self, harness: Harness) -> None:
+        change_id, offers = _plan(harness)
+        bot = harness.issuer.actor("lint-bot", capabilities=("lint",), issued_at=T0)
+        ask = bot.event(
+            LeaseRequested("lint"),
+            repo=REPO,
+            at=T0 + 1,
+            change_id=change_id,
+            task_id=offers["lint"].envelope.task_id,
+        )
+        harness.run([harness.record(AGENT_EVENTS, ask)])
+        state = decode_repo(harness.states[REPO]).state
+        due = next_due(state)
+        assert due is not None
+        tick = _tick(harness, due - 1)
+        per_repo = Event(Envelope(**{**tick.envelope.__dict__, "repo": REPO}), tick.payload)
+        assert handle(state, per_repo, harness.engine.core)[1] == ()
+        at_due = Event(Envelope(**{**per_repo.envelope.__dict__, "occurred_at": due}), tick.payload)
+        assert handle(state, at_due, harness.engine.core)[1] != ()
+
+
+class TestRefusals:
+    """Bad input is dead-lettered with its raw bytes and the batch goes on."""
+
+    def test_poison_is_dead_lettered_and_the_batch_goes_on(self, harness: Harness) -> None:
+        poison = harness.record(AGENT_EVENTS, value=b"\x00garbage", key=REPO.encode())
+        request = harness.record(CHANGE_REQUESTS, change_request(REPO, at=T0))
+        result = harness.run([poison, request])
+        letters = harness.decoded(result.outbound, DEAD_LETTER)
+        assert len(letters) == 1
+        assert letters[0].payload.value == b"\x00garbage"  # type: ignore[union-attr]
+        assert "ChangePlanned" in _types(harness.decoded(result.outbound, COORDINATOR))
+
+    def test_an_untrusted_issuer_is_rejected_and_recorded(self, harness: Harness) -> None:
+        change_id, offers = _plan(harness)
+        forger = TestIssuer.new().actor("lint-bot", capabilities=("lint",), issued_at=T0)
+        ask = forger.event(
+            LeaseRequested("lint"),
+            repo=REPO,
+            at=T0 + 1,
+            change_id=change_id,
+            task_id=offers["lint"].envelope.task_id,
+        )
+        result = harness.run([harness.record(AGENT_EVENTS, ask)])
+        letters = harness.decoded(result.outbound, DEAD_LETTER)
+        assert [letter.payload.reason for letter in letters] == ["credential-unknown-issuer"]  # type: ignore[union-attr]
+        assert _types(harness.decoded(result.outbound, COORDINATOR)) == ["EventRejected"]
+
+    def test_an_unsigned_agent_event_is_refused(self, harness: Harness) -> None:
+        change_id, offers = _plan(harness)
+        bot = harness.issuer.actor("lint-bot", capabilities=("lint",), issued_at=T0)
+        ask = bot.event(
+            LeaseRequested("lint"),
+            repo=REPO,
+            at=T0 + 1,
+            change_id=change_id,
+            task_id=offers["lint"].envelope.task_id,
+        )
+        unsigned = Event(Envelope(**{**ask.envelope.__dict__, "signature": None}), ask.payload)
+        result = harness.run([harness.record(AGENT_EVENTS, unsigned)])
+        letters = harness.decoded(result.outbound, DEAD_LETTER)
+        assert [letter.payload.reason for letter in letters] == ["signature-missing"]  # type: ignore[union-attr]
+
+    def test_a_record_keyed_by_another_repo_is_dead_lettered(self, harness: Harness) -> None:
+        record = harness.record(CHANGE_REQUESTS, change_request(REPO, at=T0), key=b"other/repo")
+        result = harness.run([record])
+        assert result.dead_letters == 1
+        assert harness.decoded(result.outbound, COORDINATOR) == []
+
+    def test_a_future_dated_input_is_only_dead_lettered(self, harness: Harness) -> None:
+        result = harness.run(
+            [harness.record(CHANGE_REQUESTS, change_request(REPO, at=T0 + 3_600_000))]
+        )
+        assert result.dead_letters == 1
+        assert harness.decoded(result.outbound, COORDINATOR) == []
+
+
+class TestRecovery:
+    """A value loaded from the table has its outbox published again, before new decisions."""
+
+    def test_the_outbox_is_republished_after_a_restart(self, harness: Harness) -> None:
+        first = harness.run([harness.record(CHANGE_REQUESTS, change_request(REPO, at=T0))])
+        harness.engine.forget()  # as after a restart: nothing in memory, tables intact
+        second = harness.run([harness.record(CHANGE_REQUESTS, change_request(REPO, at=T0 + 1))])
+        republished = second.outbound[: len(first.outbound)]
+        assert [r.value for r in republished] == [r.value for r in first.outbound]
+        assert len(second.outbound) > len(first.outbound)
+
+    def test_a_duplicate_input_decides_nothing(self, harness: Harness) -> None:
+        request = change_request(REPO, at=T0)
+        harness.run([harness.record(CHANGE_REQUESTS, request)])
+        again = harness.run([harness.record(CHANGE_REQUESTS, request)])
+        assert again.outbound == []
+
+
+class TestScope:
+    """A coordinator scoped to some repositories skips the others unread."""
+
+    def test_records_of_other_repositories_are_skipped(self, harness: Harness) -> None:
+        harness.engine.repos = ("mine/*",)
+        result = harness.run([harness.record(CHANGE_REQUESTS, change_request(REPO, at=T0))])
+        assert result.consumed == 1
+        assert result.outbound == [] and result.slots == {}
