@@ -122,7 +122,8 @@ class WorkerStats:
     accepted: int = 0
     rejected: int = 0
     heartbeats: int = 0
-    grant_latency_ms: list[float] = field(default_factory=list)
+    grant_latency_ms: list[float] = field(default_factory=list)  # request sent -> answer
+    round_trip_ms: list[float] = field(default_factory=list)  # offer in -> result accepted
 
 
 class Worker:
@@ -435,7 +436,8 @@ class Worker:
             )
             return
         self.stats.granted += 1
-        await self._work(definition, offer.contract, decision, requested_local)
+        if await self._work(definition, offer.contract, decision, requested_local):
+            self.stats.round_trip_ms.append(_mono_ms() - requested_local)
 
     async def _work(
         self,
@@ -443,7 +445,8 @@ class Worker:
         contract: ev.TaskContract,
         grant_event: Event,
         requested_local: float,
-    ) -> None:
+    ) -> bool:
+        """Run the granted task; True when its result was accepted."""
         grant: ev.LeaseGranted = grant_event.payload  # type: ignore[assignment]
         envelope = grant_event.envelope
         clock = LeaseClock.granted(
@@ -475,14 +478,14 @@ class Worker:
         keeper = asyncio.ensure_future(self._keep(run))
         try:
             outcome = await execute(definition, ctx, stop_grace_s=self.stop_grace_s)
-            await self._report(run, outcome)
+            return await self._report(run, outcome)
         finally:
             keeper.cancel()
             self._runs.pop(grant.lease_id, None)
             self._remember(self._recent, grant.lease_id, run)
             shutil.rmtree(workdir, ignore_errors=True)
 
-    async def _report(self, run: _Run, outcome: Succeeded | Failed | Lost) -> None:
+    async def _report(self, run: _Run, outcome: Succeeded | Failed | Lost) -> bool:
         ctx, grant = run.ctx, run.holder_event.payload
         assert isinstance(grant, ev.LeaseGranted)
         payload: Payload
@@ -499,7 +502,7 @@ class Worker:
             )
             ctx.logger.warning("lease lost (%s); compensation: %s", outcome.reason, status)
             await self._send_for(run, payload)
-            return
+            return False
         if isinstance(outcome, Succeeded):
             self.stats.succeeded += 1
             result = outcome.result
@@ -518,22 +521,24 @@ class Worker:
                 grant.lease_id, grant.epoch, outcome.error[:_MAX_ERROR_CHARS], outcome.retryable
             )
         await self._send_for(run, payload)
-        await self._await_verdict(run)
+        return await self._await_verdict(run)
 
-    async def _await_verdict(self, run: _Run) -> None:
+    async def _await_verdict(self, run: _Run) -> bool:
         try:
             verdict = await asyncio.wait_for(asyncio.shield(run.verdict), self.verdict_timeout_s)
         except TimeoutError:
             run.ctx.logger.warning("no verdict on the result within %.1f s", self.verdict_timeout_s)
-            return
+            return False
         run.clock.settle()
         if isinstance(verdict.payload, ev.TaskCompleted):
             self.stats.accepted += 1
-        elif isinstance(verdict.payload, ev.ResultRejected):
+            return True
+        if isinstance(verdict.payload, ev.ResultRejected):
             self.stats.rejected += 1
             run.ctx.logger.warning(
                 "result rejected: %s %s", verdict.payload.reason.value, verdict.payload.detail
             )
+        return False
 
     # ---------------------------------------------------------------------------------------
     # keeping the lease: heartbeats every TTL/3, silence past the TTL means loss
