@@ -2,4 +2,7 @@
 
 
 class SdlcflowError(Exception):
-    """Base of every error sdlcflow raises on purpose; the message says what went wrong and the fix."""
+    """Base of every error sdlcflow raises on purpose.
+
+    Its message says what went wrong and how to fix it.
+    """
