@@ -1,4 +1,4 @@
-"""One root exception for everything sdlcflow raises, so callers can catch us apart from the rest."""
+"""One root exception for all sdlcflow raises, so callers can tell our errors from the rest."""
 
 
 class SdlcflowError(Exception):
