@@ -1,8 +1,8 @@
 """Helpers for tests and benchmarks of the coordinator: a test issuer, signed actors, inputs.
 
-    issuer = TestIssuer.new()
-    lint = issuer.actor("lint-bot", capabilities=("lint",), repos=("acme/*",))
-    event = lint.event(LeaseRequested("lint"), repo="acme/web", change_id=c, task_id=t, at=now)
+issuer = TestIssuer.new()
+lint = issuer.actor("lint-bot", capabilities=("lint",), repos=("acme/*",))
+event = lint.event(LeaseRequested("lint"), repo="acme/web", change_id=c, task_id=t, at=now)
 """
 
 from __future__ import annotations
