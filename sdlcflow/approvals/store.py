@@ -103,6 +103,8 @@ CREATE TABLE IF NOT EXISTS offsets (
 );
 """
 
+# how the core words a change blocked by a reviewer's rejection
+REJECTION_MARK = "approval rejected by"
 _CLOSING = (ev.ChangePromoted, ev.ChangeWithdrawn, ev.ChangeFailed, ev.ChangeBlocked)
 
 
@@ -254,7 +256,10 @@ def _fold(db: sqlite3.Connection, event: Event) -> None:
     elif isinstance(payload, ev.TaskCompleted):
         _set_status(db, envelope.task_id, ApprovalStatus.APPROVED, "approvals complete", event)
     elif isinstance(payload, ev.TaskCancelled | ev.TaskSkipped):
-        _set_status(db, envelope.task_id, ApprovalStatus.CLOSED, payload.reason, event)
+        # a reviewer's rejection closes the change, which cancels the approval task first
+        rejected = REJECTION_MARK in payload.reason
+        status = ApprovalStatus.REJECTED if rejected else ApprovalStatus.CLOSED
+        _set_status(db, envelope.task_id, status, payload.reason, event)
     elif isinstance(payload, ev.ChangeRevised):
         _close_change(db, event, ApprovalStatus.INVALIDATED, f"change revised: {payload.reason}")
     elif isinstance(payload, _CLOSING):
@@ -305,7 +310,7 @@ def _accepted(db: sqlite3.Connection, event: Event, p: ev.ApprovalAccepted) -> N
 
 def _closed(db: sqlite3.Connection, event: Event, payload: object) -> None:
     if isinstance(payload, ev.ChangeBlocked):
-        rejected = payload.reason.startswith("approval rejected by")
+        rejected = payload.reason.startswith(REJECTION_MARK)
         status = ApprovalStatus.REJECTED if rejected else ApprovalStatus.CLOSED
         _close_change(db, event, status, payload.reason)
         if rejected:
