@@ -22,7 +22,7 @@ from sdlcflow.approvals.service import ApprovalsService, Sent
 from sdlcflow.approvals.store import Approval, ApprovalStore
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.settings import Settings
-from sdlcflow.streams.topics import COORDINATOR
+from sdlcflow.streams.topics import AGENT_EVENTS, COORDINATOR
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +58,13 @@ def _common(command: F) -> F:
             show_default=True,
             help="The coordinator's decisions topic [env SDLCFLOW_COORDINATOR_TOPIC].",
         ),
+        click.option(
+            "--agent-events-topic",
+            envvar="SDLCFLOW_AGENT_EVENTS_TOPIC",
+            default=AGENT_EVENTS,
+            show_default=True,
+            help="Where signed decisions are sent [env SDLCFLOW_AGENT_EVENTS_TOPIC].",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -65,12 +72,22 @@ def _common(command: F) -> F:
 
 
 def build_service(
-    bootstrap: str | None, db_path: Path | None, evidence_dir: Path | None, topic: str
+    bootstrap: str | None,
+    db_path: Path | None,
+    evidence_dir: Path | None,
+    topic: str,
+    agent_events_topic: str = AGENT_EVENTS,
 ) -> ApprovalsService:
     settings = Settings.from_env()
     store = ApprovalStore(db_path or settings.data_dir / "approvals.sqlite")
     evidence = EvidenceStore.at(evidence_dir or default_evidence_root(settings.data_dir))
-    return ApprovalsService(store, evidence, bootstrap or settings.kafka_bootstrap, topic=topic)
+    return ApprovalsService(
+        store,
+        evidence,
+        bootstrap or settings.kafka_bootstrap,
+        topic=topic,
+        decisions_topic=agent_events_topic,
+    )
 
 
 def _errors(command: F) -> F:
@@ -101,11 +118,12 @@ def list_approvals(
     db_path: Path | None,
     evidence_dir: Path | None,
     topic: str,
+    agent_events_topic: str,
     as_json: bool,
     repo: str | None,
 ) -> None:
     """List the approvals waiting for a decision, oldest first."""
-    service = build_service(bootstrap, db_path, evidence_dir, topic)
+    service = build_service(bootstrap, db_path, evidence_dir, topic, agent_events_topic)
     service.refresh()
     pending = service.store.pending(repo)
     if as_json:
@@ -137,10 +155,11 @@ def show_approval(
     db_path: Path | None,
     evidence_dir: Path | None,
     topic: str,
+    agent_events_topic: str,
     as_json: bool,
 ) -> None:
     """Show one approval with its evidence bundle (diff, tests, environment, policy, replay)."""
-    service = build_service(bootstrap, db_path, evidence_dir, topic)
+    service = build_service(bootstrap, db_path, evidence_dir, topic, agent_events_topic)
     service.refresh()
     approval = service.approval(approval_id)
     bundle: dict[str, Any] | None = None
@@ -243,10 +262,11 @@ def approve(
     db_path: Path | None,
     evidence_dir: Path | None,
     topic: str,
+    agent_events_topic: str,
 ) -> None:
     """Sign the evidence of APPROVAL_ID and approve it; exit 2 if the coordinator rejects it."""
     reviewer = Reviewer.load(key_file, credential)
-    service = build_service(bootstrap, db_path, evidence_dir, topic)
+    service = build_service(bootstrap, db_path, evidence_dir, topic, agent_events_topic)
     service.refresh()
     sent = service.decide(approval_id, reviewer, approve=True, comment=comment, wait_s=wait)
     _report(sent, as_json)
@@ -272,12 +292,13 @@ def reject(
     db_path: Path | None,
     evidence_dir: Path | None,
     topic: str,
+    agent_events_topic: str,
 ) -> None:
     """Sign the evidence of APPROVAL_ID and reject it (the change is blocked)."""
     if not reason.strip():
         raise click.BadParameter("give a reason; the author needs to know what to fix")
     reviewer = Reviewer.load(key_file, credential)
-    service = build_service(bootstrap, db_path, evidence_dir, topic)
+    service = build_service(bootstrap, db_path, evidence_dir, topic, agent_events_topic)
     service.refresh()
     sent = service.decide(approval_id, reviewer, approve=False, comment=reason, wait_s=wait)
     _report(sent, as_json)

@@ -197,9 +197,9 @@ def decision_event(
     return Event(signed, payload)
 
 
-def send_decision(publisher: EventPublisher, event: Event) -> None:
+def send_decision(publisher: EventPublisher, event: Event, topic: str = AGENT_EVENTS) -> None:
     """Publish to `sdlc.agent-events` and wait for the broker to confirm it."""
-    publisher.publish(AGENT_EVENTS, event)
+    publisher.publish(topic, event)
     publisher.flush()
 
 

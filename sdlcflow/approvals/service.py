@@ -21,7 +21,7 @@ from sdlcflow.core.events import Event
 from sdlcflow.identity import EvidenceBundle
 from sdlcflow.settings import Settings
 from sdlcflow.streams.producer import EventPublisher
-from sdlcflow.streams.topics import COORDINATOR
+from sdlcflow.streams.topics import AGENT_EVENTS, COORDINATOR
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class ApprovalsService:
         evidence: where evidence bundles are fetched from.
         bootstrap: Kafka bootstrap servers.
         topic: the coordinator's decisions topic (tests use a private copy).
+        decisions_topic: where reviewer decisions are sent (default `sdlc.agent-events`).
         publisher: a factory for the producer (created on first decision).
     """
 
@@ -50,12 +51,14 @@ class ApprovalsService:
         bootstrap: str,
         *,
         topic: str = COORDINATOR,
+        decisions_topic: str = AGENT_EVENTS,
         publisher: Callable[[], EventPublisher] | None = None,
     ) -> None:
         self.store = store
         self.evidence = evidence
         self.bootstrap = bootstrap
         self.topic = topic
+        self.decisions_topic = decisions_topic
         self._make_publisher = publisher or (lambda: EventPublisher(bootstrap))
         self._publisher: EventPublisher | None = None
 
@@ -91,7 +94,7 @@ class ApprovalsService:
         event = decision_event(approval, reviewer, approve=approve, comment=comment, now_ms=at)
         if self._publisher is None:
             self._publisher = self._make_publisher()
-        send_decision(self._publisher, event)
+        send_decision(self._publisher, event, self.decisions_topic)
         return Sent(event, self.wait_for_outcome(event.event_id, wait_s))
 
     def wait_for_outcome(self, event_id: str, wait_s: float) -> Outcome | None:

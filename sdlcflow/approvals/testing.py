@@ -6,11 +6,16 @@ reads approvals: they build the same credentials, keys and events production use
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, NewTopic, Producer
+from confluent_kafka.admin import AdminClient
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sdlcflow.core import events as ev
 from sdlcflow.core.decider import CoreConfig, handle
@@ -32,6 +37,12 @@ from sdlcflow.identity import (
     issue_credential,
     save_private_key,
 )
+from sdlcflow.processors.engine import CoordinatorEngine, Inbound
+from sdlcflow.processors.storage import StoredRepo
+from sdlcflow.processors.trust import CredentialGate, TrustedIssuers
+from sdlcflow.streams.producer import EventPublisher
+from sdlcflow.streams.topics import AGENT_EVENTS, COORDINATOR
+from sdlcflow.streams.wire import EventCodec
 
 HOUR_MS = 3_600_000
 COORDINATOR_ACTOR = Actor(ActorKind.COORDINATOR, "coordinator")
@@ -219,3 +230,107 @@ class CoreDriver:
 
 
 _AGENT_CAPS = ("lint", "test", "policy", "merge", "promote")
+
+
+class EngineLoop:
+    """The coordinator's own engine (gate + core, as the faust shell runs it) on private topics.
+
+    Reads reviewer decisions for one repository from `inputs_topic` (read as if it were
+    `sdlc.agent-events`), decides with a CoordinatorEngine seeded with `state`, and produces
+    the decisions bound for `sdlc.coordinator` to `decisions_topic`. Private topics keep
+    coordinators that other tests run on the shared broker from answering our events.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        repo: str,
+        state: RepoState,
+        trusted: Mapping[str, Ed25519PublicKey],
+        inputs_topic: str,
+        decisions_topic: str,
+        core: CoreConfig | None = None,
+    ) -> None:
+        self.repo = repo
+        self.state = state
+        self.inputs_topic = inputs_topic
+        self.decisions_topic = decisions_topic
+        gate = CredentialGate(TrustedIssuers.of(dict(trusted)))
+        self.engine = CoordinatorEngine(
+            core or CoreConfig(templates=load_templates(packaged_template_texts())),
+            gate,
+            EventCodec(),
+            group="approvals-engine-loop",
+        )
+        self.decided = 0
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"approvals-engine-loop-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self._consumer.subscribe([inputs_topic])
+        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        self._thread = threading.Thread(target=self._run, name="engine-loop", daemon=True)
+
+    def __enter__(self) -> EngineLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._consumer.close()
+
+    def _load(self, repo: str, _partition: int) -> StoredRepo | None:
+        return StoredRepo(self.state) if repo == self.repo else None
+
+    def _index(self, _partition: int) -> frozenset[str]:
+        return frozenset({self.repo})
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            messages = self._consumer.consume(50, 0.2)
+            batch = [
+                Inbound(AGENT_EVENTS, m.partition() or 0, m.offset() or 0, m.key(), m.value())
+                for m in messages
+                if m.error() is None and m.key() == self.repo.encode()
+            ]
+            if not batch:
+                continue
+            result = self.engine.process(batch, self._load, self._index)
+            for record in result.outbound:
+                if record.topic == COORDINATOR:
+                    self._producer.produce(
+                        self.decisions_topic, record.value, record.key, headers=list(record.headers)
+                    )
+            self._producer.flush(30)
+            self.engine.commit(result)
+            for slot in result.slots.values():
+                if slot.repo == self.repo:
+                    self.state = slot.state
+            self.decided += result.decisions
+
+
+def create_private_topics(bootstrap: str, *names: str, partitions: int = 3) -> None:
+    """Create topics for one test (idempotent), waiting until the broker has them."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    for future in futures.values():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+def publish_decisions(bootstrap: str, topic: str, decisions: Sequence[Event]) -> None:
+    """Put decisions on `topic` as the coordinator would (keyed by repo, Avro wire format)."""
+    publisher = EventPublisher(bootstrap)
+    for decision_event in decisions:
+        publisher.publish(topic, decision_event)
+    publisher.flush()

@@ -9,7 +9,7 @@ import click
 from sdlcflow.approvals.commands import build_service
 from sdlcflow.approvals.decisions import Reviewer
 from sdlcflow.errors import SdlcflowError
-from sdlcflow.streams.topics import COORDINATOR
+from sdlcflow.streams.topics import AGENT_EVENTS, COORDINATOR
 
 
 @click.command()
@@ -59,6 +59,13 @@ from sdlcflow.streams.topics import COORDINATOR
     help="The coordinator's decisions topic [env SDLCFLOW_COORDINATOR_TOPIC].",
 )
 @click.option(
+    "--agent-events-topic",
+    envvar="SDLCFLOW_AGENT_EVENTS_TOPIC",
+    default=AGENT_EVENTS,
+    show_default=True,
+    help="Where signed decisions are sent [env SDLCFLOW_AGENT_EVENTS_TOPIC].",
+)
+@click.option(
     "--wait",
     type=click.FloatRange(min=0),
     default=5.0,
@@ -74,6 +81,7 @@ def console(
     db_path: Path | None,
     evidence_dir: Path | None,
     topic: str,
+    agent_events_topic: str,
     wait: float,
 ) -> None:
     """Serve the reviewer console: pending approvals, evidence, approve/reject forms."""
@@ -89,7 +97,7 @@ def console(
         )
     except SdlcflowError as exc:
         raise click.ClickException(str(exc)) from None
-    service = build_service(bootstrap, db_path, evidence_dir, topic)
+    service = build_service(bootstrap, db_path, evidence_dir, topic, agent_events_topic)
     app = create_app(ConsoleConfig(service, reviewer, decision_wait_s=wait))
     who = f"signing as {reviewer.actor_id}" if reviewer else "read-only"
     click.echo(f"reviewer console on http://{host}:{port}/ ({who}); Ctrl-C to stop", err=True)
