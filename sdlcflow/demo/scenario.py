@@ -180,7 +180,7 @@ def run_incident(options: ScenarioOptions, narrator: Narrator) -> IncidentRun:
         run.run_id, run.repo = stage.run_id, stage.repo
         with (
             stage.services,
-            LogWatch(options.bootstrap, stage.repo, decided_by=stage.app_id) as watch,
+            LogWatch(options.bootstrap, stage.repo) as watch,
         ):
             publisher = EventPublisher(options.bootstrap)
             try:
@@ -396,7 +396,7 @@ def smoke_fails(play: Play) -> None:
         r
         for r in staging
         if r.action in (ReleaseAction.REJECTED, ReleaseAction.ROLLED_BACK)
-        and r.seq > 1  # the seed release of main is #1
+        and r.source_sha != stage.sample.main  # the seed releases are of main
     ]
     if not refused:
         raise StepFailed(

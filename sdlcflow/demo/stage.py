@@ -177,7 +177,7 @@ def start_coordinator(stage: Stage) -> Service:
         "--tick-interval-ms",
         "250",
         "--loglevel",
-        "warning",
+        "info",  # it goes to the log file a failed step names
     ]
     return stage.services.start_cli("coordinator", args)
 

@@ -89,8 +89,6 @@ class LogWatch:
         bootstrap: Kafka bootstrap servers.
         repo: only events of this repository are kept.
         topics: what to read (default: decisions and agent inputs).
-        decided_by: keep only decisions of this coordinator (its faust app id), so another
-            coordinator sharing the broker cannot be mistaken for ours.
     """
 
     def __init__(
@@ -99,12 +97,10 @@ class LogWatch:
         repo: str,
         *,
         topics: tuple[str, ...] = (COORDINATOR, AGENT_EVENTS),
-        decided_by: str | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.repo = repo
         self.topics = topics
-        self.decided_by = decided_by
         self._codec = EventCodec()
         self._seen: list[Seen] = []
         self._changed = threading.Condition()
@@ -150,7 +146,7 @@ class LogWatch:
                 event = self._codec.decode(message.value())
             except DecodeError:
                 continue  # the dead-letter topic has it; not this demo's business
-            if not self._ours(event, message.topic() or ""):
+            if event.envelope.repo != self.repo:
                 continue
             seen = Seen(
                 event, message.topic() or "", message.partition() or 0, message.offset() or 0
@@ -158,13 +154,6 @@ class LogWatch:
             with self._changed:
                 self._seen.append(seen)
                 self._changed.notify_all()
-
-    def _ours(self, event: Event, topic: str) -> bool:
-        if event.envelope.repo != self.repo:
-            return False
-        if topic == COORDINATOR and self.decided_by is not None:
-            return event.envelope.actor.id == self.decided_by
-        return True
 
     # -- reading ------------------------------------------------------------------------------
 
