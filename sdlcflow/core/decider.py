@@ -10,10 +10,11 @@ through `evolve`, so replaying `sdlc.coordinator` rebuilds it.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import (
@@ -48,6 +49,7 @@ from sdlcflow.core.state import (
     inputs_of,
 )
 
+_T = TypeVar("_T")
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://sdlcflow.dev/events")
 COORDINATOR = Actor(ActorKind.COORDINATOR, "coordinator")
 
@@ -60,14 +62,27 @@ class CoreConfig:
     lease_ttl_ms: int = 30_000
 
 
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
 def derive_id(cause_id: str, index: int | str) -> str:
-    """A deterministic id for the index-th thing caused by an event (replay gives the same)."""
-    return str(uuid.uuid5(NAMESPACE, f"{cause_id}/{index}"))
+    """A deterministic id for the index-th thing caused by an event (replay gives the same).
+
+    Exactly `str(uuid.uuid5(NAMESPACE, f"{cause_id}/{index}"))`, computed without building
+    UUID objects because this runs for every decision.
+    """
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + f"{cause_id}/{index}".encode()).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def jitter_fraction(event_id: str) -> float:
     """A number in [0, 1) derived from the event id: jitter without randomness."""
-    return int(uuid.uuid5(NAMESPACE, f"{event_id}/jitter").hex[:8], 16) / 2**32
+    return int(derive_id(event_id, "jitter")[:8], 16) / 2**32
 
 
 def backoff_delay(backoff: ev.Backoff, attempt: int, event_id: str) -> int:
@@ -96,7 +111,8 @@ class _Run:
 
     def emit(self, payload: Payload, change_id: str | None, task_id: str | None = None) -> None:
         cause = self.cause.envelope
-        envelope = Envelope(
+        envelope = _frozen(
+            Envelope,
             event_id=derive_id(cause.event_id, len(self.out)),
             type=type(payload).__name__,
             occurred_at=cause.occurred_at,
@@ -106,8 +122,11 @@ class _Run:
             trace_id=cause.trace_id,
             causation_id=cause.event_id,
             actor=COORDINATOR,
+            schema_version=1,
+            signature=None,
+            credential=None,
         )
-        event = Event(envelope, payload)
+        event = _frozen(Event, envelope=envelope, payload=payload, scope=None)
         self.state = evolve(self.state, event)
         self.out.append(event)
 
@@ -130,6 +149,17 @@ class _Run:
 
 
 Handler = Callable[[_Run, Event], None]
+
+# per input type, the actor kinds it is accepted from, as tuples (identity membership)
+_ALLOWED_KINDS = {name: tuple(kinds) for name, kinds in INPUT_ACTOR_KINDS.items()}
+
+
+def _frozen(cls: type[_T], **fields: Any) -> _T:
+    """Build a frozen dataclass without its per-field `object.__setattr__` calls (hot path).
+    Callers pass every field; `test_fast_construction_matches_the_constructor` keeps it honest."""
+    instance = object.__new__(cls)
+    instance.__dict__.update(fields)
+    return instance
 
 
 def handle(
@@ -161,7 +191,7 @@ def _admissible(run: _Run, event: Event) -> bool:
     envelope = event.envelope
     if envelope.type not in ev.INPUT_TYPES:
         return False  # decisions fed back in are not commands: nothing to decide
-    allowed = INPUT_ACTOR_KINDS[envelope.type]
+    allowed = _ALLOWED_KINDS[envelope.type]
     if envelope.actor.kind not in allowed:
         kinds = ", ".join(sorted(kind.value for kind in allowed))
         run.reject(InputRejection.WRONG_KIND, f"{envelope.type} is accepted from {kinds} only")
@@ -504,11 +534,11 @@ def _offer(run: _Run, change_id: str, task: TaskState, reason: OfferReason, atte
 # leases
 
 
-_AUTHORITY_KINDS = {
-    Authority.AGENT: ActorKind.AGENT,
-    Authority.HUMAN: ActorKind.HUMAN,
-    Authority.OPS: ActorKind.OPS,
-}
+def _kind_for(authority: Authority) -> ActorKind:
+    """The actor kind a task's authority calls for (identity tests: no Enum hashing)."""
+    if authority is Authority.AGENT:
+        return ActorKind.AGENT
+    return ActorKind.HUMAN if authority is Authority.HUMAN else ActorKind.OPS
 
 
 def _on_lease_requested(run: _Run, event: Event) -> None:
@@ -527,7 +557,7 @@ def _on_lease_requested(run: _Run, event: Event) -> None:
 
     if p.capability != contract.capability:
         deny(ev.DenyReason.NOT_OFFERED, f"task needs capability {contract.capability!r}")
-    elif _AUTHORITY_KINDS[contract.authority] is not event.envelope.actor.kind:
+    elif _kind_for(contract.authority) is not event.envelope.actor.kind:
         deny(ev.DenyReason.WRONG_AUTHORITY, f"task needs a {contract.authority.value} actor")
     elif task.status is TaskStatus.LEASED:
         deny(ev.DenyReason.ALREADY_LEASED, "another holder has the live lease")
@@ -652,10 +682,10 @@ def _on_heartbeat(run: _Run, event: Event) -> None:
     lease = task.lease
     assert lease is not None
     expires = min(run.now + run.config.lease_ttl_ms, lease.deadline)
+    if expires <= lease.expires_at:
+        return  # a late or duplicated heartbeat, or the task's deadline: nothing to extend
     run.emit(
-        ev.LeaseExtended(lease.lease_id, lease.epoch, max(expires, lease.expires_at)),
-        change.change_id,
-        task.contract.id,
+        ev.LeaseExtended(lease.lease_id, lease.epoch, expires), change.change_id, task.contract.id
     )
 
 

@@ -30,6 +30,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -122,7 +123,7 @@ class Template:
     description: str
     steps: tuple[StepSpec, ...]
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """sha256 of the canonical form: two templates with equal digests plan identically."""
         body = canonical_json({"name": self.name, "steps": self.steps})

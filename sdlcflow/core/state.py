@@ -45,8 +45,9 @@ class TaskStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
-DONE = frozenset({TaskStatus.SUCCEEDED, TaskStatus.SKIPPED})
-TERMINAL = frozenset({*DONE, TaskStatus.DEAD, TaskStatus.CANCELLED})
+# Tuples, not sets: membership by identity is much cheaper than Enum.__hash__ on the hot path.
+DONE = (TaskStatus.SUCCEEDED, TaskStatus.SKIPPED)
+TERMINAL = (*DONE, TaskStatus.DEAD, TaskStatus.CANCELLED)
 
 
 class Outcome(StrEnum):
@@ -168,34 +169,42 @@ Applier = Callable[[RepoState, Event], RepoState]
 
 def evolve(state: RepoState, event: Event) -> RepoState:
     """Fold one event into the state; inputs change nothing (their decisions carry the effect)."""
-    new = APPLIERS[type(event.payload)](state, event)
-    envelope = event.envelope
-    cause = envelope.causation_id
-    if cause is not None:
-        new = _remember(new, envelope.change_id, cause, envelope.occurred_at)
-    if envelope.occurred_at > new.watermark or not new.repo:
-        new = replace(
-            new, watermark=max(new.watermark, envelope.occurred_at), repo=new.repo or envelope.repo
-        )
-    return new
+    payload_type = type(event.payload)
+    new = APPLIERS[payload_type](state, event)
+    cause = event.envelope.causation_id
+    if cause is None or payload_type in _SELF_IDEMPOTENT:
+        return new
+    return _remember(new, event.envelope, cause)
 
 
-def _remember(state: RepoState, change_id: str | None, cause: str, at: int) -> RepoState:
+# Heartbeat answers need no duplicate record: a repeated heartbeat can never extend a lease
+# further (its time is unchanged) and one refused stays refused (epochs and lease ids never
+# come back), so the commonest input costs no bookkeeping.
+_SELF_IDEMPOTENT = frozenset({ev.LeaseExtended, ev.LeaseHeartbeatRejected})
+
+
+def _remember(state: RepoState, envelope: ev.Envelope, cause: str) -> RepoState:
     """Record the input a decision answered, so a duplicate of it is recognised (invariant 6):
     with its live change, or repo-wide when it named no change we know. Inputs for closed
-    changes need no record: they are refused the same way every time."""
+    changes need no record: they are refused the same way every time. The watermark moves
+    with each recorded input."""
+    change_id = envelope.change_id
     change = state.changes.get(change_id) if change_id else None
+    at = envelope.occurred_at
+    clock = {"watermark": at} if at > state.watermark else {}
+    if not state.repo:
+        clock["repo"] = envelope.repo  # type: ignore[assignment]
     if change is not None:
         if cause in change.processed:
-            return state
+            return replace(state, **clock) if clock else state
         change = replace(change, processed=change.processed | {cause})
-        return replace(state, changes={**state.changes, change.change_id: change})
+        return replace(state, changes={**state.changes, change.change_id: change}, **clock)
     if (change_id is not None and change_id in state.closed) or cause in state.recent:
-        return state
+        return replace(state, **clock) if clock else state
     recent = {**state.recent, cause: at}
     if len(recent) > RECENT_MEMORY:
         recent = dict(list(recent.items())[-RECENT_MEMORY:])
-    return replace(state, recent=recent)
+    return replace(state, recent=recent, **clock)
 
 
 def _noop(state: RepoState, _event: Event) -> RepoState:

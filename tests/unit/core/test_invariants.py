@@ -30,6 +30,7 @@ DECISIONS = tuple(ev.PolicyDecision)
 ACCEPTING = frozenset(
     {"LeaseGranted", "LeaseExtended", "TaskCompleted", "ApprovalAccepted", "LeaseReturned"}
 )
+REPEATABLE_REFUSALS = frozenset({"EventRejected", "LeaseHeartbeatRejected"})
 REJECTIONS = frozenset({"EventRejected", "LeaseDenied", "ResultRejected", "LeaseHeartbeatRejected"})
 
 
@@ -430,7 +431,8 @@ class CoordinatorMachine(RuleBasedStateMachine):
         out = self._feed(old)
         if "idempotency" in self.checks:
             assert self.world.state == before, f"replaying {old.type} changed the state"
-            assert {e.type for e in out} <= {"EventRejected"}, [e.type for e in out]
+            # a refusal may be repeated (refusals change no state), nothing else may
+            assert {e.type for e in out} <= REPEATABLE_REFUSALS, [e.type for e in out]
 
     @rule(data=st.data(), flaw=st.sampled_from(("none", "repo", "expired", "caps", "who")))
     def out_of_scope_actor(self, data: st.DataObject, flaw: str) -> None:
@@ -504,8 +506,8 @@ def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
 
 
 _SETTINGS = settings(
-    max_examples=50,
-    stateful_step_count=80,
+    max_examples=35,
+    stateful_step_count=70,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
