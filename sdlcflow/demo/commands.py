@@ -70,26 +70,21 @@ def demo(
     narrator: Narrator = RecordingNarrator() if as_json else RichNarrator()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     run = IncidentRun()
-    problem = ""
     try:
         run = run_incident(options, narrator)
-    except DemoError as exc:
-        problem = str(exc)
+    except DemoError as exc:  # setting the stage failed before any step could record it
+        run.problem = str(exc)
+        narrator.failed(run.problem)
     except KeyboardInterrupt:
-        problem = "interrupted; every process the demo started was stopped"
+        run.problem = "interrupted; every process the demo started was stopped"
+        narrator.failed(run.problem)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if as_json:
-        click.echo(
-            json.dumps(
-                {**dataclasses.asdict(run), "ok": run.ok and not problem, "problem": problem}
-            )
-        )
-    elif problem:
-        narrator.failed(problem)
-    else:
+        click.echo(json.dumps({**dataclasses.asdict(run), "ok": run.ok}))
+    elif run.ok:
         narrator.passed("the incident was prevented, step by step, as narrated")
-    return 0 if run.ok and not problem else 1
+    return 0 if run.ok else 1
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:

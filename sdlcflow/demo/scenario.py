@@ -24,7 +24,7 @@ from sdlcflow.core import events as ev
 from sdlcflow.core.events import Event
 from sdlcflow.demo.approvals import sign_approvals
 from sdlcflow.demo.audit import show_audit_trail
-from sdlcflow.demo.errors import StepFailed
+from sdlcflow.demo.errors import DemoError, StepFailed
 from sdlcflow.demo.narration import Narrator
 from sdlcflow.demo.stage import (
     Stage,
@@ -89,10 +89,11 @@ class IncidentRun:
     steps: list[StepRecord] = field(default_factory=list)
     decisions: dict[str, list[str]] = field(default_factory=dict)  # change id -> event types
     audit_rows: int = 0
+    problem: str = ""  # why the run stopped early, naming the step and the log to read
 
     @property
     def ok(self) -> bool:
-        return bool(self.steps) and all(step.ok for step in self.steps)
+        return not self.problem and len(self.steps) == len(ACTS) and all(s.ok for s in self.steps)
 
 
 @dataclass
@@ -169,7 +170,7 @@ class Play:
 
 
 def run_incident(options: ScenarioOptions, narrator: Narrator) -> IncidentRun:
-    """Play the whole incident; raises DemoError subclasses when a step did not happen.
+    """Play the whole incident; a step that did not happen ends the run with `run.problem`.
 
     Every child process is stopped on the way out, also on KeyboardInterrupt.
     """
@@ -188,6 +189,9 @@ def run_incident(options: ScenarioOptions, narrator: Narrator) -> IncidentRun:
                 play = Play(stage, watch, narrator, options, run, producer)
                 for act in ACTS:
                     act(play)
+            except DemoError as exc:
+                run.problem = str(exc)
+                narrator.failed(run.problem)
             finally:
                 publisher.flush()
                 run.decisions = _decisions_by_change(watch)

@@ -29,8 +29,8 @@ from sdlcflow.streams.topics import task_topic
 
 BINDINGS_MODULE = "sdlcflow.agents.bindings"
 AUDIT_COMMANDS_MODULE = "sdlcflow.audit.commands"
-# How agents find the git remote of a repository name (JSON {repo: path}); see the report.
-REPOS_ENV = "SDLCFLOW_REPOS"
+# How the reference agents find the git remote of a repository (sdlcflow.agents.bindings).
+REPOS_ENV = "SDLCFLOW_GIT_REMOTES"
 
 
 def now_ms() -> int:
