@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cassandra import ProtocolVersion
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
@@ -140,6 +141,9 @@ def cluster_for(settings: Settings, *, connect_timeout_s: float = 5.0) -> Cluste
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=connect_timeout_s,
         control_connection_timeout=connect_timeout_s,
+        # v5 is spoken by Cassandra 4.0 and later; naming it avoids the driver's trial of
+        # newer beta versions and its downgrade warnings
+        protocol_version=ProtocolVersion.V5,
     )
 
 

@@ -245,3 +245,32 @@ class TestStartErrors:
         assert "not-a-size" in message  # the JVM's own complaint, from the log's tail
         assert not (tmp_path / "kafka" / "kafka.pid").exists()
         assert local.running_servers(doomed) == ()
+
+
+class TestOneServer:
+    """Chaos tests can kill one server and start it again; what it stored survives."""
+
+    def test_a_killed_broker_restarts_and_still_serves_what_it_stored(
+        self, settings: Settings, tmp_path: Path, unique_name: Callable[[str], str]
+    ) -> None:
+        own = _isolated(settings, tmp_path, kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}")
+        try:
+            first = local.start_server(own, "kafka", timeout_s=120)
+            topic = unique_name("survivor")
+            own_admin = AdminClient({"bootstrap.servers": own.kafka_bootstrap})
+            own_admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[
+                topic
+            ].result(timeout=30)
+            producer = Producer({"bootstrap.servers": own.kafka_bootstrap, "acks": "all"})
+            producer.produce(topic, value=b"before the crash")
+            assert producer.flush(30) == 0
+
+            assert local.stop_server(own, "kafka", kill=True) is True
+            assert local.running_servers(own) == ()
+            second = local.start_server(own, "kafka", timeout_s=120)
+
+            assert second.ready and second.pid != first.pid
+            received = _consume(own.kafka_bootstrap, topic, unique_name("group"), 1, 60)
+            assert received == [b"before the crash"]
+        finally:
+            local.stop_server(own, "kafka")
