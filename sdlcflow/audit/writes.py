@@ -6,6 +6,7 @@ mutation, one round trip); a batch is cut before it would pass Cassandra's batch
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ class Row:
     partition: tuple[Any, ...]
     values: tuple[Any, ...]
     size: int
+    key: tuple[Any, ...] = ()  # the full primary key (partition + clustering)
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,24 @@ def table_row(record: AuditRecord, placement: Placement) -> Row:
         *(extra[name] for name, _ in spec.extra_columns),
         record.write_timestamp,
     )
-    columns = dict(zip(spec.column_names, values, strict=False))
-    partition = tuple(columns[name] for name in spec.partition_key)
+    partition_at, key_at = _positions(spec.name)
     size = len(record.avro) + len(record.json) + _ROW_OVERHEAD_BYTES
-    return Row(spec.name, partition, values, size)
+    return Row(
+        spec.name,
+        tuple(values[i] for i in partition_at),
+        values,
+        size,
+        tuple(values[i] for i in key_at),
+    )
+
+
+@functools.cache
+def _positions(table: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Indexes of a table's partition key and full primary key in its value tuple."""
+    spec = TABLES[table]
+    index = {name: i for i, name in enumerate(spec.column_names)}
+    partition = tuple(index[name] for name in spec.partition_key)
+    return partition, partition + tuple(index[name] for name in spec.clustering)
 
 
 def rows_of(record: AuditRecord, places: Iterable[Placement]) -> list[Row]:
@@ -100,7 +116,7 @@ def group_writes(
     groups: dict[tuple[str, tuple[Any, ...]], list[Row]] = {}
     seen: set[tuple[str, tuple[Any, ...]]] = set()
     for row in rows:
-        identity = (row.table, _primary_key(row))
+        identity = (row.table, row.key)
         if identity in seen:
             continue
         seen.add(identity)
@@ -109,12 +125,6 @@ def group_writes(
     for (table, _), members in groups.items():
         writes += _cut(table, members, max_rows, max_bytes)
     return writes
-
-
-def _primary_key(row: Row) -> tuple[Any, ...]:
-    spec = TABLES[row.table]
-    columns = dict(zip(spec.column_names, row.values, strict=False))
-    return tuple(columns[name] for name in (*spec.partition_key, *spec.clustering))
 
 
 def _cut(table: str, rows: list[Row], max_rows: int, max_bytes: int) -> list[Write]:
