@@ -89,8 +89,7 @@ def show_audit_trail(play: Play) -> None:
             f"the audit trail cannot be shown: {stage.missing.get('audit', 'no audit sink')}"
         )
     total = 0
-    for role in ("bump", "rename"):
-        change_id = play.run.changes[role]
+    for role, change_id in play.run.changes.items():
         count = wait_until_audited(play, change_id)
         total += count
         play.evidence(f"{role} in Cassandra", f"all {count} events of change {change_id}")

@@ -371,70 +371,110 @@ def detect_conflict(play: Play) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# 4. the bump's staging deploy fails its smoke check and rolls back
+# 4. the bump's staging deploy fails its smoke check; staging and prod keep what they ran
 
 
 def smoke_fails(play: Play) -> None:
     stage = play.stage
-    bump_id = play.run.changes["bump"]
+    bump_id, bump_head = play.run.changes["bump"], play.run.shas["bump"]
     play.step(
         4,
         "A deploy that fails its smoke check rolls back",
         f"{AUTH_PACKAGE} {BREAKING_VERSION} passes the unit tests, but the auth adapter only "
-        "speaks 2.x: the staged slot's login smoke check fails",
+        "speaks 2.x: the staged slot's login smoke check fails and nothing is switched",
     )
     stage.require_agents("smoke", "deploy")
+    hint = play.log_hint("coordinator", "agent-deploy")
     failed = play.expect(
-        "the failed staging deploy of the bump (RetryScheduled or TaskDeadLettered)",
-        of_type("RetryScheduled", "TaskDeadLettered", change_id=bump_id, task_step="staging"),
-        play.log_hint("coordinator", "agent-deploy"),
+        "the failed staging deploy of the bump (TaskDeadLettered or RetryScheduled)",
+        of_type("TaskDeadLettered", "RetryScheduled", change_id=bump_id, task_step="staging"),
+        hint,
     )
-    error = getattr(failed.payload, "error", "")
-    play.evidence("deploy agent said", error)
-    staging = stage.releases.history("staging")
-    play.evidence(
-        "staging releases",
-        "; ".join(f"#{r.seq} {r.action.value} {r.source_sha[:12]}" for r in staging) or "none",
+    play.evidence("deploy agent said", getattr(failed.payload, "error", ""))
+    play.expect(
+        "EscalationRaised for the bump", of_type("EscalationRaised", change_id=bump_id), hint
     )
+    closed = play.expect(
+        "ChangeFailed of the bump", of_type("ChangeFailed", change_id=bump_id), hint
+    )
+    assert isinstance(closed.payload, ev.ChangeFailed)
+    play.evidence("closed", closed.payload.reason)
     refused = [
         r
-        for r in staging
-        if r.action in (ReleaseAction.REJECTED, ReleaseAction.ROLLED_BACK)
-        and r.source_sha != stage.sample.main  # the seed releases are of main
+        for r in stage.releases.history("staging")
+        if r.source_sha == bump_head
+        and r.action in (ReleaseAction.REJECTED, ReleaseAction.ROLLED_BACK)
     ]
     if not refused:
         raise StepFailed(
             "smoke",
-            "the staging release log has no rejected or rolled-back release after the failed "
-            f"smoke check; read {stage.services.logs}/agent-deploy.log",
+            f"the staging release log has no rejected or rolled-back release of {bump_head}; "
+            f"read {stage.services.logs}/agent-deploy.log",
         )
-    play.evidence("smoke log", refused[-1].smoke_log or "(none recorded)")
-    prod = stage.releases.current("prod")
-    if prod is None or prod.source_sha != stage.sample.main:
-        raise StepFailed("smoke", f"prod should still run main {stage.sample.main}, runs {prod}")
-    current = stage.releases.current("staging")
-    if current is None or current.source_sha != stage.sample.main:
-        raise StepFailed(
-            "smoke",
-            f"staging should be back on main {stage.sample.main} after the failed smoke check, "
-            f"but its current release is {current}; read {stage.services.logs}/agent-deploy.log",
-        )
-    play.evidence("prod", f"still release #{prod.seq} of main {prod.source_sha[:12]}")
-    play.done("the broken build never served traffic; staging kept the previous release")
+    play.evidence(
+        "staging release record",
+        f"#{refused[-1].seq} {refused[-1].action.value}: {refused[-1].smoke_log or 'no smoke log'}",
+    )
+    for env in ENVIRONMENTS:
+        current = stage.releases.current(env)
+        if current is None or current.source_sha != stage.sample.main:
+            raise StepFailed("smoke", f"{env} should still run main {stage.sample.main}: {current}")
+        play.evidence(env, f"still release #{current.seq} of main {current.source_sha[:12]}")
+    play.done("the broken build never served traffic; the previous release stayed active")
 
 
 # --------------------------------------------------------------------------------------------
-# 5. the fixed change: reverified, REVIEW, two signatures, promoted
+# 5. the rename gets its turn and policy blocks it
+
+
+def rename_blocked(play: Play) -> None:
+    rename_id = play.run.changes["rename"]
+    play.step(
+        5,
+        "Policy blocks the half-done rename",
+        f"the bump is out of the way, so the rename may deploy to staging (whose config it did "
+        f"rename); policy sees deploy/prod.env still reading {OLD_VARIABLE}: FAIL",
+    )
+    play.stage.require_agents("rename", "deploy", "policy")
+    hint = play.log_hint("coordinator", "agent-deploy", "agent-policy")
+    play.expect(
+        "ResourceLeaseGranted to the rename",
+        of_type("ResourceLeaseGranted", change_id=rename_id),
+        hint,
+    )
+    play.expect(
+        "the rename's staging deploy",
+        of_type("TaskCompleted", change_id=rename_id, task_step="staging"),
+        hint,
+    )
+    policy = play.expect(
+        "the rename's PolicyEvaluated", of_type("PolicyEvaluated", change_id=rename_id), hint
+    )
+    assert isinstance(policy.payload, ev.PolicyEvaluated)
+    play.evidence("policy", f"{policy.payload.decision.value}: {'; '.join(policy.payload.reasons)}")
+    if policy.payload.decision is not ev.PolicyDecision.FAIL:
+        raise StepFailed("rename", f"policy said {policy.payload.decision.value}, expected FAIL")
+    blocked = play.expect(
+        "ChangeBlocked of the rename", of_type("ChangeBlocked", change_id=rename_id), hint
+    )
+    assert isinstance(blocked.payload, ev.ChangeBlocked)
+    play.evidence("blocked", blocked.payload.reason)
+    play.never("the rename must never reach prod", of_type("ChangePromoted", change_id=rename_id))
+    play.done(f"the half-done rename is blocked; prod keeps reading {OLD_VARIABLE} safely")
+
+
+# --------------------------------------------------------------------------------------------
+# 6. the fixes: a supported pin first, the completed rename stacked on it
 
 
 def promote_fix(play: Play) -> None:
     stage = play.stage
-    bump_id = play.run.changes["bump"]
     play.step(
-        5,
+        6,
         "Only a fixed, human-approved change reaches prod",
-        f"the dependency agent re-pins {AUTH_PACKAGE} {SUPPORTED_VERSION}; policy says REVIEW "
-        "(security-sensitive bump), so prod waits for two reviewers' signatures",
+        f"the dependency agent pins {AUTH_PACKAGE} {SUPPORTED_VERSION}; the refactor agent "
+        "completes the rename on top of it. Policy says REVIEW for the sensitive bump, so prod "
+        "waits for two reviewers' signatures",
     )
     fix = update_dependency(
         DependencyUpdateInput(
@@ -446,71 +486,87 @@ def promote_fix(play: Play) -> None:
         ),
         Workspace.at(stage.root / "work-fix"),
     )
-    play.evidence("fixed head", fix.head)
-    sub = play.submit("fix", _bump_spec(stage, fix, title="Pin pyjwt to a supported 2.x"), bump_id)
+    complete = rename_env_var(
+        EnvRenameInput(
+            remote=stage.remote,
+            base=fix.head,
+            branch="refactor/login-secret-complete",
+            old=OLD_VARIABLE,
+            new=NEW_VARIABLE,
+        ),
+        Workspace.at(stage.root / "work-rename-complete"),
+    )
+    if complete.remaining:
+        raise StepFailed("fix", f"the completed rename still leaves {complete.remaining}")
+    play.evidence("fix", f"{fix.head} pins {AUTH_PACKAGE} {SUPPORTED_VERSION}")
+    play.evidence("completed rename", f"{complete.head} on top of the fix, no {OLD_VARIABLE} left")
+    since = play.watch.mark()
+    fix_sub = play.submit("fix", _bump_spec(stage, fix, title=f"Pin {AUTH_PACKAGE} to 2.x"))
+    spec = _rename_spec(stage, complete)
+    stacked = ChangeSpec(
+        **{**spec.__dict__, "base_sha": stage.sample.main, "paths": (*fix.paths, *complete.paths)}
+    )
+    complete_sub = play.submit("complete", stacked)
     hint = play.log_hint("coordinator")
-    revised = play.expect(
-        "ChangeRevised (HEAD_MOVED) of the bump, or the refusal of the update",
+    conflict = play.expect(
+        "ConflictDetected of the completed rename against the fix",
         lambda e: (
-            of_type("ChangeRevised", change_id=bump_id)(e)
-            or (
-                isinstance(e.payload, ev.EventRejected)
-                and e.payload.rejected_event_id == sub.event_id
-            )
+            of_type("ConflictDetected", change_id=complete_sub.change_id)(e)
+            and isinstance(e.payload, ev.ConflictDetected)
+            and e.payload.other_change_id == fix_sub.change_id
         ),
         hint,
     )
-    fix_id = bump_id
-    if isinstance(revised.payload, ev.EventRejected):
-        play.narrator.say(
-            f"the bump is closed ({revised.payload.detail}); the fix comes as a new change"
-        )
-        fresh = play.submit("fix", _bump_spec(stage, fix, title="Pin pyjwt to a supported 2.x"))
-        fix_id = fresh.change_id
-        play.expect("ChangePlanned of the fix", of_type("ChangePlanned", change_id=fix_id), hint)
-    play.run.changes["fix"] = fix_id
-    stage.require_agents("fix", "test", "deploy", "policy")
-    agents_hint = play.log_hint("coordinator", "agent-test", "agent-deploy", "agent-policy")
-    on_fix = _after(play, revised)
+    assert isinstance(conflict.payload, ev.ConflictDetected)
+    play.evidence("overlaps", ", ".join(conflict.payload.overlaps))
+    carry_to_prod(play, fix_sub.change_id, fix.head, since, expect_review=True)
+    play.done("the exact state every check and both reviewers verified is in prod")
+
+
+def carry_to_prod(
+    play: Play, change_id: str, head: str, since: int, *, expect_review: bool
+) -> None:
+    """Checks, policy, two signatures and the prod deploy of one change, each proven from
+    events seen after `since` (a re-verified change's earlier results do not count)."""
+    stage = play.stage
+    stage.require_agents("promotion", "test", "deploy", "policy")
+    hint = play.log_hint("coordinator", "agent-test", "agent-deploy", "agent-policy")
+    later = play.watch.after(since)
     play.expect(
-        "the fix's tests",
-        on_fix(of_type("TaskCompleted", change_id=fix_id, task_step="test")),
-        agents_hint,
+        "its tests", later(of_type("TaskCompleted", change_id=change_id, task_step="test")), hint
     )
     play.expect(
-        "the fix's staging deploy",
-        on_fix(of_type("TaskCompleted", change_id=fix_id, task_step="staging")),
-        agents_hint,
+        "its staging deploy",
+        later(of_type("TaskCompleted", change_id=change_id, task_step="staging")),
+        hint,
     )
     policy = play.expect(
-        "the fix's PolicyEvaluated",
-        on_fix(of_type("PolicyEvaluated", change_id=fix_id)),
-        agents_hint,
+        "its PolicyEvaluated", later(of_type("PolicyEvaluated", change_id=change_id)), hint
     )
     assert isinstance(policy.payload, ev.PolicyEvaluated)
-    play.evidence("policy", f"{policy.payload.decision.value}: {'; '.join(policy.payload.reasons)}")
-    if policy.payload.decision is not ev.PolicyDecision.REVIEW:
-        raise StepFailed(
-            "fix",
-            f"policy said {policy.payload.decision.value}; a {AUTH_PACKAGE} bump must be REVIEW",
-        )
+    decision = policy.payload.decision
+    play.evidence(
+        "policy", f"{decision.value}: {'; '.join(policy.payload.reasons) or 'no findings'}"
+    )
+    if decision is ev.PolicyDecision.FAIL or (
+        expect_review and decision is not ev.PolicyDecision.REVIEW
+    ):
+        raise StepFailed("promotion", f"policy said {decision.value} for {change_id}")
     requested = play.expect(
-        "ApprovalRequested", on_fix(of_type("ApprovalRequested", change_id=fix_id)), hint
+        "ApprovalRequested", later(of_type("ApprovalRequested", change_id=change_id)), hint
     )
     assert isinstance(requested.payload, ev.ApprovalRequested)
     play.evidence("approvals required", str(requested.payload.required))
     play.never(
         "prod must not be offered before the approvals",
-        on_fix(of_type("TaskOffered", change_id=fix_id, task_step="prod")),
+        later(of_type("TaskOffered", change_id=change_id, task_step="prod")),
     )
     play.narrator.say(
-        "promotion to prod is blocked: no deploy offer for prod until the reviewers sign"
+        "promotion to prod is blocked: no prod deploy is offered until the reviewers sign"
     )
     sign_approvals(play, requested)
     promoted = play.expect(
-        "ChangePromoted of the fix",
-        on_fix(of_type("ChangePromoted", change_id=fix_id)),
-        agents_hint,
+        "ChangePromoted", later(of_type("ChangePromoted", change_id=change_id)), hint
     )
     assert isinstance(promoted.payload, ev.ChangePromoted)
     state = promoted.payload.state
@@ -518,89 +574,53 @@ def promote_fix(play: Play) -> None:
         "promoted state",
         f"head {state.head_sha} base {state.base_sha} artifact {state.artifact_digest}",
     )
-    if state.head_sha != fix.head:
-        raise StepFailed("fix", f"promoted {state.head_sha}, but the fix is {fix.head}")
+    if state.head_sha != head:
+        raise StepFailed("promotion", f"promoted {state.head_sha}, but the change's head is {head}")
     prod = stage.releases.current("prod")
-    if prod is None or prod.source_sha != fix.head:
-        raise StepFailed("fix", f"prod should run the fix {fix.head}; it runs {prod}")
+    if prod is None or prod.source_sha != head:
+        raise StepFailed("promotion", f"prod should run {head}; it runs {prod}")
     play.evidence("prod", f"release #{prod.seq} of {prod.source_sha[:12]}")
-    play.done("the exact state every check and both reviewers verified is in prod")
-
-
-def _after(play: Play, mark: Event) -> Callable[[Match], Match]:
-    """Matchers that only accept events logged after `mark` (checks of the new head)."""
-    order = [e.event_id for e in play.watch.events()]
-    cut = order.index(mark.event_id) if mark.event_id in order else 0
-
-    def wrap(match: Match) -> Match:
-        def later(event: Event) -> bool:
-            ids = [e.event_id for e in play.watch.events()]
-            return match(event) and event.event_id in ids and ids.index(event.event_id) > cut
-
-        return later
-
-    return wrap
 
 
 # --------------------------------------------------------------------------------------------
-# 6. the rename is re-verified on top of the fix and blocked by policy
+# 7. the completed rename, re-verified on top of the fix, is promoted too
 
 
-def block_rename(play: Play) -> None:
-    rename_id, fix_id = play.run.changes["rename"], play.run.changes["fix"]
+def reverify_on_top(play: Play) -> None:
+    complete_id, fix_head = play.run.changes["complete"], play.run.shas["fix"]
     play.step(
-        6,
-        "The rename is re-verified on top and blocked by policy",
-        f"the fix landed, so the waiting rename is re-checked on top of it; {OLD_VARIABLE} is "
-        "still read by deploy/prod.env: policy FAIL",
+        7,
+        "The later change is re-verified on top of the earlier",
+        "the fix landed while the completed rename waited: its base moved, so every check of "
+        "it runs again against the new base before it may go anywhere",
     )
-    hint = play.log_hint("coordinator", "agent-policy")
+    hint = play.log_hint("coordinator")
     revised = play.expect(
-        "ChangeRevised (BASE_MOVED) of the rename onto the fix",
+        "ChangeRevised (BASE_MOVED) of the completed rename",
         lambda e: (
-            of_type("ChangeRevised", change_id=rename_id)(e)
+            of_type("ChangeRevised", change_id=complete_id)(e)
             and isinstance(e.payload, ev.ChangeRevised)
             and e.payload.reason is ev.ReviseReason.BASE_MOVED
         ),
-        hint + f" The rename is only revised if it was still live when the fix ({fix_id}) landed.",
-    )
-    assert isinstance(revised.payload, ev.ChangeRevised)
-    play.evidence(
-        "re-verifying",
-        f"head {revised.payload.state.head_sha} on base {revised.payload.state.base_sha}",
-    )
-    if revised.payload.state.base_sha != play.run.shas["fix"]:
-        raise StepFailed(
-            "rename",
-            f"rebased onto {revised.payload.state.base_sha}, not the fix {play.run.shas['fix']}",
-        )
-    policy = play.expect(
-        "the rename's PolicyEvaluated",
-        lambda e: (
-            of_type("PolicyEvaluated", change_id=rename_id)(e)
-            and isinstance(e.payload, ev.PolicyEvaluated)
-            and e.payload.decision is ev.PolicyDecision.FAIL
-        ),
         hint,
     )
-    assert isinstance(policy.payload, ev.PolicyEvaluated)
-    play.evidence("policy", f"FAIL: {'; '.join(policy.payload.reasons)}")
-    blocked = play.expect(
-        "ChangeBlocked of the rename", of_type("ChangeBlocked", change_id=rename_id), hint
-    )
-    assert isinstance(blocked.payload, ev.ChangeBlocked)
-    play.evidence("blocked", blocked.payload.reason)
-    play.never("the rename must never be promoted", of_type("ChangePromoted", change_id=rename_id))
-    play.done(f"the half-done rename is blocked; prod keeps reading {OLD_VARIABLE} safely")
+    assert isinstance(revised.payload, ev.ChangeRevised)
+    state = revised.payload.state
+    play.evidence("re-verifying", f"head {state.head_sha} on base {state.base_sha}")
+    if state.base_sha != fix_head:
+        raise StepFailed("re-verify", f"rebased onto {state.base_sha}, not the fix {fix_head}")
+    since = play.watch.position_of(revised.event_id)
+    carry_to_prod(play, complete_id, play.run.shas["complete"], since, expect_review=False)
+    play.done("re-verified on the new base, approved, promoted: prod runs the pin and the rename")
 
 
 # --------------------------------------------------------------------------------------------
-# 7. the audit trail
+# 8. the audit trail
 
 
 def audit_trail(play: Play) -> None:
     play.step(
-        7, "The audit trail", "who did what, to which SHA, under which policy, from Cassandra"
+        8, "The audit trail", "who did what, to which SHA, under which policy, from Cassandra"
     )
     show_audit_trail(play)
     play.done("every decision of the incident is in the audit store")
@@ -611,7 +631,8 @@ ACTS: tuple[Callable[[Play], None], ...] = (
     change_concurrently,
     detect_conflict,
     smoke_fails,
+    rename_blocked,
     promote_fix,
-    block_rename,
+    reverify_on_top,
     audit_trail,
 )

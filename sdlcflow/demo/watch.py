@@ -162,6 +162,30 @@ class LogWatch:
         with self._changed:
             return [s.event for s in self._seen if match is None or match(s.event)]
 
+    def mark(self) -> int:
+        """How many events were seen so far: pass it to `after` to ignore older ones."""
+        with self._changed:
+            return len(self._seen)
+
+    def position_of(self, event_id: str) -> int:
+        """The mark just after an event (0 if it was never seen)."""
+        with self._changed:
+            ids = [s.event.event_id for s in self._seen]
+        return ids.index(event_id) + 1 if event_id in ids else 0
+
+    def after(self, mark: int) -> Callable[[Match], Match]:
+        """Matchers that only accept events seen after `mark` (e.g. checks of a new head)."""
+
+        def wrap(match: Match) -> Match:
+            def later(event: Event) -> bool:
+                with self._changed:
+                    newer = {s.event.event_id for s in self._seen[mark:]}
+                return event.event_id in newer and match(event)
+
+            return later
+
+        return wrap
+
     def located(self, event_id: str) -> Seen | None:
         with self._changed:
             return next((s for s in self._seen if s.event.event_id == event_id), None)
