@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -214,8 +214,10 @@ def _admissible(run: _Run, event: Event) -> bool:
     return True
 
 
-def _matches_any(value: str, patterns: Iterable[str]) -> bool:
-    return any(value == p or fnmatch.fnmatchcase(value, p) for p in patterns)
+def _matches_any(value: str, patterns: tuple[str, ...]) -> bool:
+    if value in patterns or "*" in patterns:
+        return True  # the common cases, without fnmatch
+    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
 def _live_change(run: _Run, event: Event) -> ChangeState | None:

@@ -191,6 +191,8 @@ def _remember(state: RepoState, envelope: ev.Envelope, cause: str) -> RepoState:
     change_id = envelope.change_id
     change = state.changes.get(change_id) if change_id else None
     at = envelope.occurred_at
+    if change is not None and cause in change.processed and at <= state.watermark:
+        return state  # later decisions of the same input: already recorded
     clock = {"watermark": at} if at > state.watermark else {}
     if not state.repo:
         clock["repo"] = envelope.repo  # type: ignore[assignment]
