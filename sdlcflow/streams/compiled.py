@@ -55,21 +55,18 @@ def write_long(out: bytearray, value: int) -> None:
 
 
 def read_long(data: bytes, pos: int) -> tuple[int, int]:
-    """Read a zig-zag varint at `pos`; return the value and the next position."""
-    shift = 0
+    """Read a zig-zag varint at `pos`; return the value and the next position.
+
+    Reading past the end raises IndexError (the caller reports truncation).
+    """
     n = 0
-    end = len(data)
-    while True:
-        if pos >= end:
-            raise Truncated("varint runs past the end")
+    for shift in range(0, 70, 7):
         byte = data[pos]
         pos += 1
         n |= (byte & 0x7F) << shift
         if byte < 0x80:
             return (n >> 1) ^ -(n & 1), pos
-        shift += 7
-        if shift > 63:
-            raise Malformed("varint longer than 10 bytes")
+    raise Malformed("varint longer than 10 bytes")
 
 
 class _Source:
@@ -217,33 +214,47 @@ class _EncoderBuilder(_Source):
 
 
 class _DecoderBuilder(_Source):
+    _inlining: tuple[str, ...] = ()
+
     def record(self, cls: type, schema: Mapping[str, Any], space: str | None) -> str:
         """Name of `def dec(data, pos) -> (obj, pos)` reading record `schema` into `cls`."""
         name = f"_dec_{cls.__name__}_{id(schema)}"
         if name in self.functions:
             return name
         self.functions[name] = ""
+        lines = [f"def {name}(data, pos):", "    end = len(data)"]
+        lines += self.record_lines(cls, schema, space, "obj", "    ")
+        lines.append("    return obj, pos")
+        self.functions[name] = "\n".join(lines) + "\n"
+        return name
+
+    def record_lines(
+        self, cls: type, schema: Mapping[str, Any], space: str | None, target: str, pad: str
+    ) -> list[str]:
+        """Statements reading record `schema` into a new `cls` bound to `target`, inline."""
         hints = field_hints(cls)
         if set(hints) != {f["name"] for f in schema["fields"]}:
             raise TypeError(f"{cls.__name__} and record {schema['name']} have different fields")
         space = schema.get("namespace", space)
-        lines = [f"def {name}(data, pos):", "    end = len(data)"]
+        self._inlining = (*self._inlining, str(schema["name"]))
+        lines: list[str] = []
         values = []
         for field in schema["fields"]:
             avro = resolve_type(field["type"], self.names, space)
-            target = self.var("f")
-            lines += self.value(hints[field["name"]], avro, target, space, "    ")
-            values.append(f"{field['name']!r}: {target}")
+            value = self.var("f")
+            lines += self.value(hints[field["name"]], avro, value, space, pad)
+            values.append(f"{field['name']!r}: {value}")
+        self._inlining = self._inlining[:-1]
         fields = "{" + ", ".join(values) + "}"
+        cls_name = self.constant(cls.__name__, cls)
         if _plain_dataclass(cls):
-            cls_name = self.constant(cls.__name__, cls)
-            lines += [f"    obj = _new({cls_name})", f"    obj.__dict__.update({fields})"]
+            lines += [
+                f"{pad}{target} = _new({cls_name})",
+                f"{pad}{target}.__dict__.update({fields})",
+            ]
         else:
-            cls_name = self.constant(cls.__name__, cls)
-            lines += [f"    obj = {cls_name}(**{fields})"]
-        lines.append("    return obj, pos")
-        self.functions[name] = "\n".join(lines) + "\n"
-        return name
+            lines += [f"{pad}{target} = {cls_name}(**{fields})"]
+        return lines
 
     def value(self, hint: Any, avro: Schema, target: str, space: str | None, pad: str) -> list[str]:
         inner = optional_inner(hint)
@@ -300,7 +311,9 @@ class _DecoderBuilder(_Source):
         if kind == "array":
             return self._array(hint, avro, target, space, pad)
         if kind == "record":
-            return [f"{pad}{target}, pos = {self.record(hint, avro, space)}(data, pos)"]
+            if avro["name"] in self._inlining:  # a recursive type: call, do not inline forever
+                return [f"{pad}{target}, pos = {self.record(hint, avro, space)}(data, pos)"]
+            return self.record_lines(hint, avro, space, target, pad)
         raise TypeError(f"no compiled decoder for {avro!r}")
 
     def _long(self, target: str, pad: str) -> list[str]:
@@ -399,28 +412,42 @@ def compile_event(
     encoders = _EncoderBuilder(names)
     enc_envelope = encoders.record(envelope_cls, fields["envelope"], space)
     enc_payload = encoders.record(payload_cls, fields["payload"], space)
-    decoders = _DecoderBuilder(names)
-    dec_envelope = decoders.record(envelope_cls, fields["envelope"], space)
-    dec_payload = decoders.record(payload_cls, fields["payload"], space)
-    enc_ns, dec_ns = encoders.compile(), decoders.compile()
+    enc_ns = encoders.compile()
     write_envelope, write_payload = enc_ns[enc_envelope], enc_ns[enc_payload]
-    read_envelope, read_payload = dec_ns[dec_envelope], dec_ns[dec_payload]
 
     def encode(out: bytearray, event: Any) -> None:
         write_envelope(out, event.envelope)
         write_payload(out, event.payload)
 
-    new = object.__new__
-    names_of_event = [f.name for f in dataclasses.fields(event_cls)]
-    plain = _plain_dataclass(event_cls) and names_of_event == ["envelope", "payload", "scope"]
+    return encode, _event_decoder(names, fields, space, envelope_cls, payload_cls, event_cls)
 
-    def decode(data: bytes, pos: int) -> tuple[Any, int]:
-        envelope, pos = read_envelope(data, pos)
-        payload, pos = read_payload(data, pos)
-        if plain:
-            event: Any = new(event_cls)
-            event.__dict__.update(envelope=envelope, payload=payload, scope=None)
-            return event, pos
-        return event_cls(envelope, payload), pos
 
-    return encode, decode
+def _event_decoder(
+    names: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    space: str | None,
+    envelope_cls: type,
+    payload_cls: type,
+    event_cls: type,
+) -> Decoder:
+    """One function reading envelope and payload inline and building the event."""
+    builder = _DecoderBuilder(names)
+    lines = ["def decode_event(data, pos):", "    end = len(data)"]
+    lines += builder.record_lines(envelope_cls, fields["envelope"], space, "envelope", "    ")
+    lines += builder.record_lines(payload_cls, fields["payload"], space, "payload", "    ")
+    event = builder.constant("Event", event_cls)
+    if _plain_dataclass(event_cls) and [f.name for f in dataclasses.fields(event_cls)] == [
+        "envelope",
+        "payload",
+        "scope",
+    ]:
+        lines += [
+            f"    event = _new({event})",
+            "    event.__dict__.update({'envelope': envelope, 'payload': payload, 'scope': None})",
+        ]
+    else:
+        lines.append(f"    event = {event}(envelope, payload)")
+    lines.append("    return event, pos")
+    builder.functions["decode_event"] = "\n".join(lines) + "\n"
+    decode: Decoder = builder.compile()["decode_event"]
+    return decode
