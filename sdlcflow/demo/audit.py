@@ -94,12 +94,13 @@ def show_audit_trail(play: Play) -> None:
         total += count
         play.evidence(f"{role} in Cassandra", f"all {count} events of change {change_id}")
     play.run.audit_rows = total
-    bump = play.run.changes["bump"]
-    for args in (
-        ["audit", "change", bump],
+    bump, rename = play.run.changes["bump"], play.run.changes["rename"]
+    commands = (
         ["audit", "trace", _trace_of(play, bump)],
-        ["report", "--since", "1h"],
-    ):
+        ["audit", "change", rename],
+        ["report", "--since", play.run.started_at],
+    )
+    for args in commands:
         done = sdlcflow_cli(play, args)
         play.narrator.say(f"$ sdlcflow {' '.join(args)}")
         if done.returncode != 0:

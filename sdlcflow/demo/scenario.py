@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sdlcflow.agents.reference import (
@@ -84,6 +85,7 @@ class IncidentRun:
     run_id: str = ""
     repo: str = ""
     root: str = ""
+    started_at: str = ""  # ISO time (UTC, seconds): the report's window starts here
     changes: dict[str, str] = field(default_factory=dict)  # role -> change id
     shas: dict[str, str] = field(default_factory=dict)  # role -> head SHA
     steps: list[StepRecord] = field(default_factory=list)
@@ -175,7 +177,8 @@ def run_incident(options: ScenarioOptions, narrator: Narrator) -> IncidentRun:
     Every child process is stopped on the way out, also on KeyboardInterrupt.
     """
     root = Path(tempfile.mkdtemp(prefix="sdlcflow-demo-", dir=options.workdir))
-    run = IncidentRun(root=str(root))
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    run = IncidentRun(root=str(root), started_at=started)
     try:
         stage = plan_stage(root, options.bootstrap, options.template, options.reviewers)
         run.run_id, run.repo = stage.run_id, stage.repo
