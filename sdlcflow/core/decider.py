@@ -336,10 +336,54 @@ def _revise(run: _Run, change_id: str, reason: ev.ReviseReason, update: ev.Chang
             paths=update.paths,
             resources=update.resources,
             rerun=tuple(change.tasks),
+            tasks=_replan(run, change, verified, update),
         ),
         change_id,
     )
+    if run.state.changes[change_id].claims != change.claims:
+        _reclaim(run, change)
     _advance(run, change_id)
+
+
+def _replan(
+    run: _Run, change: ChangeState, verified: VerifiedState, update: ev.ChangeUpdated
+) -> tuple[TaskContract, ...]:
+    """New contracts when the change now touches other paths or resources, so its declared
+    outputs (and claims) follow it; () when they did not move or the template changed since."""
+    facts = change.facts
+    moved = (update.paths and update.paths != facts.paths) or (
+        update.resources and update.resources != facts.resources
+    )
+    template = run.config.templates.get(change.template)
+    if not moved or template is None or template.digest != change.template_digest:
+        return ()
+    new_facts = ev.ChangeFacts(
+        facts.kind,
+        update.paths or facts.paths,
+        facts.labels,
+        update.resources or facts.resources,
+        facts.environments,
+    )
+    return plan(template, change.change_id, new_facts, inputs_of(verified))
+
+
+def _reclaim(run: _Run, before: ChangeState) -> None:
+    """The change's claims moved: give back what it held, record new overlaps, and take the
+    resources again only if they are free (waiters that were behind it get their turn)."""
+    change_id = before.change_id
+    if before.holds:
+        run.emit(ev.ResourceLeaseReleased(before.claims, False), change_id)
+    change = run.state.changes[change_id]
+    for other in tuple(run.state.changes.values()):
+        if other.change_id == change_id or other.change_id in change.waiting_for:
+            continue
+        fresh = _overlaps(change.claims, other.claims)
+        if fresh and not _overlaps(before.claims, other.claims):
+            run.emit(ev.ConflictDetected(other.change_id, fresh), change_id)
+    _grant_resources_if_free(run, change_id)
+    for other_id in tuple(run.state.changes):
+        if other_id != change_id:
+            _grant_resources_if_free(run, other_id)
 
 
 def _revoke(run: _Run, change_id: str, task: TaskState, reason: RevokeReason) -> None:
@@ -442,10 +486,12 @@ def _grant_resources_if_free(run: _Run, change_id: str) -> None:
     change = run.state.changes[change_id]
     if change.holds or not change.claims:
         return
+    earlier = True
     for other in run.state.changes.values():
         if other.change_id == change_id:
-            break  # only earlier changes have precedence
-        if _overlaps(change.claims, other.claims):
+            earlier = False  # later changes only block by holding what this one claims
+            continue
+        if (earlier or other.holds) and _overlaps(change.claims, other.claims):
             return
     run.emit(ev.ResourceLeaseGranted(change.claims), change_id)
     for task in run.state.changes[change_id].tasks.values():

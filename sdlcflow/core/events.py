@@ -414,6 +414,9 @@ class ChangeRevised:
     paths: tuple[str, ...]
     resources: tuple[str, ...]
     rerun: tuple[str, ...]
+    # the re-planned contracts when the change's paths or resources moved (declared outputs
+    # follow the change); empty: the contracts stay, only their inputs follow the new state
+    tasks: tuple[TaskContract, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -258,10 +258,12 @@ def _apply_revised(state: RepoState, event: Event) -> RepoState:
     p: ev.ChangeRevised = event.payload  # type: ignore[assignment]
     change = _change(state, event)
     inputs = inputs_of(p.state)
+    replanned = {contract.id: contract for contract in p.tasks}
     tasks = dict(change.tasks)
     for task_id in p.rerun:
         old = tasks[task_id]
-        tasks[task_id] = TaskState(contract=replace(old.contract, inputs=inputs), epoch=old.epoch)
+        contract = replanned.get(task_id) or replace(old.contract, inputs=inputs)
+        tasks[task_id] = TaskState(contract=contract, epoch=old.epoch)
     facts = replace(
         change.facts,
         paths=p.paths or change.facts.paths,
@@ -273,6 +275,7 @@ def _apply_revised(state: RepoState, event: Event) -> RepoState:
         revision=p.revision,
         tasks=tasks,
         facts=facts,
+        claims=claim_keys(facts, tuple(task.contract for task in tasks.values())),
         policy_decision="",
         policy_enforced=False,
         evidence_digest="",

@@ -82,10 +82,12 @@ class TestGoldenLog:
         produced = []
         for plain in body["inputs"]:
             state, out = handle(state, event_from_plain(plain), CONFIG)
-            produced.extend(event_to_plain(e) for e in out)
+            produced.extend(out)
         assert len(produced) == len(body["decisions"])
+        # compared as events, so fields added later with a default (schemas/README.md) read
+        # from the old log exactly as they are produced today
         for index, (got, want) in enumerate(zip(produced, body["decisions"], strict=True)):
-            assert got == want, f"decision #{index} ({want['envelope']['type']}) changed"
+            assert got == event_from_plain(want), f"decision #{index} ({got.type}) changed"
 
     def test_golden_scenario_covers_the_interesting_decisions(self) -> None:
         types = {d["envelope"]["type"] for d in json.loads(GOLDEN.read_text())["decisions"]}
