@@ -3,7 +3,8 @@
 Guarantees (invariant 7): every message either reaches the handler successfully or lands on
 `sdlc.dead-letter` with its raw key, value, headers, origin and a precise reason; offsets are
 committed only after that happened, so a crash re-delivers rather than loses. The loop polls
-with a short timeout and stops cleanly on SIGINT/SIGTERM or `stop()`.
+with a short timeout and stops cleanly on SIGINT/SIGTERM (while running or open in a `with`
+block) or on `stop()`.
 
     def handle(delivery: Delivery) -> None:
         store(delivery.event)
@@ -20,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
@@ -207,6 +208,7 @@ class EventConsumer:
         self.dead_lettered = 0
         self.handled = 0
         self._stop = threading.Event()
+        self._signals: AbstractContextManager[None] = nullcontext()
         self._consumer = Consumer(
             consumer_config(bootstrap, group_id, from_beginning=from_beginning, overrides=config)
         )
@@ -346,6 +348,9 @@ class EventConsumer:
         self._consumer.close()
 
     def __enter__(self) -> EventConsumer:
+        """While open as a context manager, SIGINT/SIGTERM ask the loop to stop (main thread)."""
+        self._signals = _stop_on_signals(self._stop)
+        self._signals.__enter__()
         return self
 
     def __exit__(
@@ -354,7 +359,10 @@ class EventConsumer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            self._signals.__exit__(None, None, None)
 
 
 def _origin(delivery: Delivery) -> str:
