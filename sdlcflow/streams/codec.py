@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import io
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,10 @@ HEADER = struct.Struct(">bI")
 HEADER_SIZE = HEADER.size
 # Kafka's default message.max.bytes; a record above it is refused before any parsing.
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+# How long an id the registry did not know is refused without asking again: a flood of frames
+# with a bogus id must not become a flood of registry requests, yet a schema registered later
+# is picked up.
+UNKNOWN_ID_TTL_S = 30.0
 
 
 class DecodeReason(enum.StrEnum):
@@ -94,6 +99,7 @@ class Codec:
         self.max_message_bytes = max_message_bytes
         self._writers: dict[str, tuple[bytes, dict[str, Any]]] = {}
         self._readers: dict[int, _Reader] = {}
+        self._unknown: dict[int, float] = {}
 
     def schema_id(self, full_name: str) -> int:
         """The registry id of the current schema of `full_name`."""
@@ -172,7 +178,15 @@ class Codec:
         cached = self._readers.get(schema_id)
         if cached is not None:
             return cached
-        writer = self.registry.schema_for(schema_id)
+        refused_at = self._unknown.get(schema_id)
+        now = time.monotonic()
+        writer = None
+        if refused_at is None or now - refused_at > UNKNOWN_ID_TTL_S:
+            writer = self.registry.schema_for(schema_id)
+            if writer is None:
+                if len(self._unknown) > 10_000:
+                    self._unknown.clear()
+                self._unknown[schema_id] = now
         if writer is None:
             raise DecodeError(
                 DecodeReason.UNKNOWN_SCHEMA_ID,

@@ -106,3 +106,22 @@ class TestConfluentRegistry:
     ) -> None:
         monkeypatch.setenv("SDLCFLOW_SCHEMA_REGISTRY_URL", fake_registry[0])
         assert isinstance(registry_from_settings(Settings.from_env()), ConfluentSchemaRegistry)
+
+    def test_an_unknown_id_is_not_asked_for_again_at_once(
+        self, fake_registry: tuple[str, _FakeRegistry]
+    ) -> None:
+        url, _fake = fake_registry
+        registry = ConfluentSchemaRegistry(url)
+        asked: list[int] = []
+        lookup = registry.schema_for
+
+        def counting(schema_id: int) -> Any:
+            asked.append(schema_id)
+            return lookup(schema_id)
+
+        registry.schema_for = counting  # type: ignore[method-assign]
+        codec = EventCodec(Codec(registry=registry))
+        for _ in range(3):
+            with pytest.raises(DecodeError):
+                codec.decode(b"\x00\x00\x00\x03\x09" + b"\x00" * 10)
+        assert asked == [777]
