@@ -3,11 +3,13 @@ coordinator and reference agents, with each step's evidence asserted from the lo
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from sdlcflow.demo import IncidentRun, ScenarioOptions, run_incident
+from sdlcflow.demo import stage as demo_stage
 from sdlcflow.demo.narration import RecordingNarrator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -102,3 +104,34 @@ class TestIncidentDemo:
         logged = sum(len(types) for types in finished.decisions.values())
         # the step itself waited until every event logged for each change was in Cassandra
         assert 0 < finished.audit_rows <= logged
+
+
+def processes_mentioning(text: str) -> list[str]:
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [line for line in listing.stdout.splitlines() if text in line]
+
+
+class TestIncidentDemoWithoutAgents:
+    """A missing piece stops the run at the step that needs it, by name, and stops every child."""
+
+    def test_missing_test_agent_fails_the_conflict_step_loudly(
+        self,
+        kafka_bootstrap: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(demo_stage, "reference_agents", dict)
+        narrator = RecordingNarrator()
+        options = ScenarioOptions(
+            bootstrap=kafka_bootstrap, wait_s=120.0, workdir=tmp_path, keep=True
+        )
+
+        run = run_incident(options, narrator)
+
+        assert not run.ok
+        assert "needs agents for test" in run.problem
+        assert "REFERENCE_AGENTS has no agent for 'test'" in run.problem
+        assert [s.ok for s in run.steps] == [True, True, False]
+        assert ("failed", run.problem) in narrator.lines
+        assert "ConflictDetected" in run.decisions[run.changes["rename"]]
+        assert processes_mentioning(run.root) == []
