@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -97,7 +98,7 @@ def compile_condition(text: str) -> Compiled:
     if not source:
         return lambda _ctx: True
     try:
-        tree = ast.parse(source, mode="eval")
+        tree = _parse(source)
     except SyntaxError as exc:
         raise ExpressionError(f"cannot parse {text!r}: {exc.msg} (column {exc.offset})") from exc
     return _compile(tree.body, source)
@@ -115,11 +116,19 @@ def step_references(text: str) -> tuple[str, ...]:
         return ()
     compile_condition(source)
     found: list[str] = []
-    for node in ast.walk(ast.parse(source, mode="eval")):
+    for node in ast.walk(_parse(source)):
         step = _referenced_step(node)
         if step is not None and step not in found:
             found.append(step)
     return tuple(found)
+
+
+def _parse(source: str) -> ast.Expression:
+    with warnings.catch_warnings():
+        # "1is 1" and friends warn while parsing; the condition is refused or evaluated on
+        # our terms anyway, so the warning would only be noise in the shell's logs
+        warnings.simplefilter("ignore")
+        return ast.parse(source, mode="eval")
 
 
 def _referenced_step(node: ast.AST) -> str | None:
