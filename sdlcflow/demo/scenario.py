@@ -25,6 +25,7 @@ from sdlcflow.core import events as ev
 from sdlcflow.core.events import Event
 from sdlcflow.demo.approvals import sign_approvals
 from sdlcflow.demo.audit import show_audit_trail
+from sdlcflow.demo.culprit import grab_prod_lease
 from sdlcflow.demo.errors import DemoError, StepFailed
 from sdlcflow.demo.narration import Narrator
 from sdlcflow.demo.stage import (
@@ -564,9 +565,8 @@ def carry_to_prod(
         "prod must not be offered before the approvals",
         later(of_type("TaskOffered", change_id=change_id, task_step="prod")),
     )
-    play.narrator.say(
-        "promotion to prod is blocked: no prod deploy is offered until the reviewers sign"
-    )
+    grab_prod_lease(play, change_id, since)
+    play.narrator.say("promotion to prod is blocked until the reviewers sign")
     sign_approvals(play, requested)
     promoted = play.expect(
         "ChangePromoted", later(of_type("ChangePromoted", change_id=change_id)), hint

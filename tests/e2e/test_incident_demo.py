@@ -89,6 +89,8 @@ class TestIncidentDemo:
         assert fix.index("ApprovalAccepted") < fix.index("ChangePromoted")
         found = evidence(finished, STEPS[5])
         assert found["policy"].startswith("REVIEW")
+        # the auto-promote deploy agent asked for the prod lease before the signatures
+        assert found["denied"].split(":")[0] in ("NOT_OFFERED", "GATE_NOT_SATISFIED")
         assert finished.shas["fix"] in found["promoted state"]
 
     def test_later_change_is_reverified_on_the_fix_then_promoted(
