@@ -20,17 +20,19 @@ import pytest
 
 from sdlcflow.agents import AgentIdentity, Worker
 from sdlcflow.agents.bindings import REFERENCE_AGENTS
+from sdlcflow.agents.reference import DependencyUpdateInput, Workspace, update_dependency
+from sdlcflow.approvals.evidence import EvidenceStore
 from sdlcflow.artifacts import ArtifactStore, Releases
 from sdlcflow.core import events as ev
-from sdlcflow.core.events import Event
+from sdlcflow.core.events import REVIEW_CAPABILITY, ActorKind, Event
 from sdlcflow.demo.services import Services
-from sdlcflow.demo.watch import LogWatch, start_group_at_end
+from sdlcflow.demo.watch import LogWatch, Match, start_group_at_end
 from sdlcflow.gitops import branch_head
 from sdlcflow.gitops.sample import SampleRepo
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.processors.testing import TestIssuer
 from sdlcflow.streams.producer import ChangeRequestProducer, ChangeSpec, EventPublisher
-from sdlcflow.streams.topics import COORDINATOR, task_topic
+from sdlcflow.streams.topics import AGENT_EVENTS, COORDINATOR, task_topic
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +100,7 @@ def reference_worker(bootstrap: str, pipeline: Pipeline) -> Worker:
         capabilities=capabilities,
         repos=(pipeline.repo,),
         environments=("staging", "prod"),
-        issued_at=int(time.time() * 1000) - 1_000,
+        issued_at=now_ms() - 1_000,
     )
     group = f"test-pipeline-agents-{uuid.uuid4().hex[:8]}"
     start_group_at_end(bootstrap, group, [task_topic(c) for c in capabilities])
@@ -116,7 +118,32 @@ def submit(bootstrap: str, spec: ChangeSpec) -> str:
         return ChangeRequestProducer(publisher).submit(spec).change_id
 
 
-def of_change(change_id: str, *types: type) -> object:
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def sign_approval(bootstrap: str, pipeline: Pipeline, requested: Event) -> None:
+    """A human reviewer signs the exact state and evidence the coordinator asked about."""
+    assert isinstance(requested.payload, ev.ApprovalRequested)
+    reviewer = pipeline.issuer.actor(
+        "reviewer-1",
+        kind=ActorKind.HUMAN,
+        capabilities=(REVIEW_CAPABILITY,),
+        repos=(pipeline.repo,),
+        issued_at=now_ms() - 1_000,
+    )
+    signed = reviewer.event(
+        ev.ApprovalSigned(requested.payload.state, requested.payload.evidence_digest, "ok"),
+        repo=pipeline.repo,
+        at=now_ms(),
+        change_id=requested.envelope.change_id,
+        task_id=requested.envelope.task_id,
+    )
+    with EventPublisher(bootstrap) as publisher:
+        publisher.publish(AGENT_EVENTS, signed)
+
+
+def of_change(change_id: str, *types: type) -> Match:
     def match(event: Event) -> bool:
         return event.envelope.change_id == change_id and isinstance(event.payload, types)
 
@@ -142,12 +169,12 @@ class TestReferencePipeline:
                 outcome = await asyncio.to_thread(
                     watch.wait_for,
                     "the change's terminal outcome",
-                    of_change(change_id, *CLOSED),  # type: ignore[arg-type]
+                    of_change(change_id, *CLOSED),
                     timeout_s=PIPELINE_TIMEOUT_S,
                     hint="read the coordinator log under the test's tmp_path/logs",
                     health=pipeline.services.check,
                 )
-            decisions = watch.events(of_change(change_id, ev.TaskCompleted, ev.TaskSkipped))  # type: ignore[arg-type]
+            decisions = watch.events(of_change(change_id, ev.TaskCompleted, ev.TaskSkipped))
         assert isinstance(outcome.payload, ev.ChangePromoted), outcome.payload
         assert outcome.payload.state.head_sha == head
         done = {e.envelope.task_id.rpartition("/")[2]: type(e.payload) for e in decisions}  # type: ignore[union-attr]
@@ -159,3 +186,44 @@ class TestReferencePipeline:
         staging = Releases(ArtifactStore(pipeline.data_dir / "artifacts")).current("staging")
         assert staging is not None and staging.source_sha == head
         assert outcome.payload.state.artifact_digest == staging.artifact
+
+    async def test_an_auth_library_bump_waits_for_a_signed_approval_on_stored_evidence(
+        self, kafka_bootstrap: str, pipeline: Pipeline, tmp_path: Path
+    ) -> None:
+        sample = pipeline.sample
+        bump = DependencyUpdateInput(sample.remote, sample.main, "deps/pyjwt", "pyjwt", "2.9.0")
+        bumped = update_dependency(bump, Workspace.at(tmp_path / "bump"))
+        spec = ChangeSpec(
+            repo=pipeline.repo, base_sha=sample.main, head_sha=bumped.head, kind="dependency",
+            template="code-change", title="pyjwt 2.9.0", paths=bumped.paths,
+            environments=("staging",),
+        )  # fmt: skip
+        with LogWatch(kafka_bootstrap, pipeline.repo, topics=(COORDINATOR,)) as watch:
+            async with reference_worker(kafka_bootstrap, pipeline):
+                change_id = submit(kafka_bootstrap, spec)
+                requested = await asyncio.to_thread(
+                    watch.wait_for,
+                    "ApprovalRequested after a REVIEW policy decision",
+                    of_change(change_id, ev.ApprovalRequested),
+                    timeout_s=PIPELINE_TIMEOUT_S,
+                    hint="read the coordinator log under the test's tmp_path/logs",
+                    health=pipeline.services.check,
+                )
+                offered = watch.events(of_change(change_id, ev.TaskOffered))
+                assert f"{change_id}/merge" not in {e.envelope.task_id for e in offered}
+                assert isinstance(requested.payload, ev.ApprovalRequested)
+                evidence = EvidenceStore.at(pipeline.data_dir / "artifacts").get(
+                    requested.payload.evidence_digest
+                )
+                assert evidence.state.head_sha == bumped.head and "pyjwt" in evidence.diff
+                sign_approval(kafka_bootstrap, pipeline, requested)
+                outcome = await asyncio.to_thread(
+                    watch.wait_for,
+                    "the change's terminal outcome after the approval",
+                    of_change(change_id, *CLOSED),
+                    timeout_s=PIPELINE_TIMEOUT_S,
+                    hint="an EventRejected on sdlc.coordinator says why an approval was refused",
+                    health=pipeline.services.check,
+                )
+        assert isinstance(outcome.payload, ev.ChangePromoted), outcome.payload
+        assert branch_head(sample.remote, "main") == bumped.head
