@@ -65,19 +65,18 @@ class CoreConfig:
 _NAMESPACE_BYTES = NAMESPACE.bytes
 
 
+# the RFC 4122 variant bits applied to one hex digit: 10xx
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
+
+
 def derive_id(cause_id: str, index: int | str) -> str:
     """A deterministic id for the index-th thing caused by an event (replay gives the same).
 
-    Exactly `str(uuid.uuid5(NAMESPACE, f"{cause_id}/{index}"))`, computed without building
-    UUID objects because this runs for every decision.
+    Exactly `str(uuid.uuid5(NAMESPACE, f"{cause_id}/{index}"))`, computed from the hex digest
+    without building UUID objects, because this runs for every decision.
     """
-    digest = bytearray(
-        hashlib.sha1(_NAMESPACE_BYTES + f"{cause_id}/{index}".encode()).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(_NAMESPACE_BYTES + f"{cause_id}/{index}".encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def jitter_fraction(event_id: str) -> float:
