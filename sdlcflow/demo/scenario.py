@@ -30,6 +30,7 @@ from sdlcflow.demo.errors import DemoError, StepFailed
 from sdlcflow.demo.narration import Narrator
 from sdlcflow.demo.stage import (
     Stage,
+    forget_run,
     plan_stage,
     seed_production,
     start_agents,
@@ -183,26 +184,32 @@ def run_incident(options: ScenarioOptions, narrator: Narrator) -> IncidentRun:
     try:
         stage = plan_stage(root, options.bootstrap, options.template, options.reviewers)
         run.run_id, run.repo = stage.run_id, stage.repo
-        with (
-            stage.services,
-            LogWatch(options.bootstrap, stage.repo) as watch,
-        ):
-            publisher = EventPublisher(options.bootstrap)
-            try:
-                producer = ChangeRequestProducer(publisher, actor_id="demo-producer")
-                play = Play(stage, watch, narrator, options, run, producer)
-                for act in ACTS:
-                    act(play)
-            except DemoError as exc:
-                run.problem = str(exc)
-                narrator.failed(run.problem)
-            finally:
-                publisher.flush()
-                run.decisions = _decisions_by_change(watch)
+        try:
+            _play(stage, options, narrator, run)
+        finally:  # every child is stopped by now: nothing reads the run's topics any more
+            for problem in forget_run(stage):
+                narrator.say(f"could not clean up {problem}")
     finally:
         if not options.keep:
             shutil.rmtree(root, ignore_errors=True)
     return run
+
+
+def _play(stage: Stage, options: ScenarioOptions, narrator: Narrator, run: IncidentRun) -> None:
+    """Run the acts with the services up and the log watched; record the first failure."""
+    with stage.services, LogWatch(options.bootstrap, stage.repo) as watch:
+        publisher = EventPublisher(options.bootstrap)
+        try:
+            producer = ChangeRequestProducer(publisher, actor_id="demo-producer")
+            play = Play(stage, watch, narrator, options, run, producer)
+            for act in ACTS:
+                act(play)
+        except DemoError as exc:
+            run.problem = str(exc)
+            narrator.failed(run.problem)
+        finally:
+            publisher.flush()
+            run.decisions = _decisions_by_change(watch)
 
 
 def _decisions_by_change(watch: LogWatch) -> dict[str, list[str]]:

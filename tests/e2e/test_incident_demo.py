@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from sdlcflow.demo import IncidentRun, ScenarioOptions, run_incident
 from sdlcflow.demo import stage as demo_stage
@@ -119,6 +120,7 @@ class TestIncidentDemoWithoutAgents:
     def test_missing_test_agent_fails_the_conflict_step_loudly(
         self,
         kafka_bootstrap: str,
+        admin: AdminClient,
         tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
@@ -137,3 +139,5 @@ class TestIncidentDemoWithoutAgents:
         assert ("failed", run.problem) in narrator.lines
         assert "ConflictDetected" in run.decisions[run.changes["rename"]]
         assert processes_mentioning(run.root) == []
+        leftovers = [t for t in admin.list_topics(timeout=10).topics if run.run_id in t]
+        assert leftovers == []  # the run's coordinator changelogs were deleted
