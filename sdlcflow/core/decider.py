@@ -188,8 +188,13 @@ def _already_processed(state: RepoState, event: Event) -> bool:
 def _admissible(run: _Run, event: Event) -> bool:
     """Kind and scope checks common to every input (invariant 8)."""
     envelope = event.envelope
-    if envelope.type not in ev.INPUT_TYPES:
+    expected = ev.INPUT_TYPES.get(envelope.type)
+    if expected is None:
         return False  # decisions fed back in are not commands: nothing to decide
+    if type(event.payload) is not expected:
+        detail = f"envelope says {envelope.type}, payload is {type(event.payload).__name__}"
+        run.reject(InputRejection.WRONG_KIND, detail)
+        return False
     allowed = _ALLOWED_KINDS[envelope.type]
     if envelope.actor.kind not in allowed:
         kinds = ", ".join(sorted(kind.value for kind in allowed))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from core_world import ALL_CAPS, World, agent_scope, of_type
 
 from sdlcflow.core import events as ev
@@ -119,3 +121,28 @@ def _merge_ready() -> World:
     world.run_step("c1", "test")
     world.run_step("c1", "policy", policy=world.policy(ev.PolicyDecision.PASS))
     return world
+
+
+class TestMalformedInputs:
+    """An envelope whose type does not match its payload is refused, not dispatched."""
+
+    def test_payload_must_match_the_envelope_type(self) -> None:
+        world = World()
+        world.request("c1")
+        event = world.event(
+            ev.LeaseRequested("lint"),
+            Actor(ActorKind.AGENT, "agent-1"),
+            change_id="c1",
+            task_id="c1/lint",
+            scope=agent_scope("agent-1", ALL_CAPS),
+        )
+        forged = ev.Event(replace(event.envelope, type="Tick"), event.payload, event.scope)
+        out = world.feed(forged)
+        assert [e.payload.reason for e in out] == [ev.InputRejection.WRONG_KIND]
+
+    def test_decisions_fed_back_as_inputs_decide_nothing(self) -> None:
+        world = World()
+        planned = world.request("c1")
+        before = world.state
+        assert world.feed(planned[0]) == ()
+        assert world.state == before
