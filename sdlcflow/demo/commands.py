@@ -82,7 +82,10 @@ def demo(
         signal.signal(signal.SIGTERM, previous)
     if as_json:
         click.echo(json.dumps({**dataclasses.asdict(run), "ok": run.ok}))
-    elif run.ok:
+        return 0 if run.ok else 1
+    rows = [(f"{s.number}. {s.title}", "done" if s.ok else "DID NOT HAPPEN") for s in run.steps]
+    narrator.table(f"The incident in {run.repo or 'the demo'}", ("step", "result"), rows)
+    if run.ok:
         narrator.passed("the incident was prevented, step by step, as narrated")
     return 0 if run.ok else 1
 

@@ -6,7 +6,7 @@ The scenario talks to a `Narrator`; `RichNarrator` prints for people (spinners w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,7 +29,9 @@ class Narrator(Protocol):
 
     def failed(self, text: str) -> None: ...
 
-    def table(self, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None: ...
+    def table(
+        self, title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]
+    ) -> None: ...
 
 
 @dataclass
@@ -58,7 +60,7 @@ class RecordingNarrator:
     def failed(self, text: str) -> None:
         self.lines.append(("failed", text))
 
-    def table(self, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    def table(self, title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
         self.lines.append(("table", f"{title}: {len(rows)} rows"))
 
 
@@ -91,7 +93,7 @@ class RichNarrator:
     def failed(self, text: str) -> None:
         self.console.print(f"  [bold red]✘ {text}[/bold red]")
 
-    def table(self, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    def table(self, title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
         table = Table(title=title, show_lines=False)
         for column in columns:
             table.add_column(column, overflow="fold")
