@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +25,9 @@ POLL_S = 1.0
 
 def sdlcflow_cli(play: Play, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run an `sdlcflow` command as a person would, with the run's environment."""
-    env = {**os.environ, **play.stage.services.base_env}
+    # tables as wide as the person's terminal, less the narration's indent
+    width = max(80, shutil.get_terminal_size().columns - 2)
+    env = {**os.environ, **play.stage.services.base_env, "COLUMNS": str(width)}
     return subprocess.run(
         [sys.executable, "-m", "sdlcflow.cli", *args],
         env=env,

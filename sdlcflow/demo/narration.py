@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -77,10 +78,10 @@ class RichNarrator:
         )
 
     def say(self, text: str) -> None:
-        self.console.print(f"  {text}")
+        self.console.print(f"  {text}", markup=False, highlight=False, soft_wrap=True)
 
     def evidence(self, label: str, value: str) -> None:
-        self.console.print(f"    [cyan]{label}[/cyan] {value}", highlight=False)
+        self.console.print(f"    [cyan]{escape(label)}[/cyan] {escape(value)}", highlight=False)
 
     @contextmanager
     def waiting(self, what: str) -> Iterator[None]:
@@ -88,10 +89,10 @@ class RichNarrator:
             yield
 
     def passed(self, text: str) -> None:
-        self.console.print(f"  [green]✔[/green] {text}")
+        self.console.print(f"  [green]✔[/green] {escape(text)}")
 
     def failed(self, text: str) -> None:
-        self.console.print(f"  [bold red]✘ {text}[/bold red]")
+        self.console.print(f"  [bold red]✘ {escape(text)}[/bold red]")
 
     def table(self, title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
         table = Table(title=title, show_lines=False)
