@@ -99,31 +99,36 @@ def backoff_delay(backoff: ev.Backoff, attempt: int, event_id: str) -> int:
 class _Run:
     """Collects the decisions for one input and keeps the state they lead to up to date."""
 
-    __slots__ = ("cause", "config", "now", "out", "state")
+    __slots__ = ("base", "cause", "cause_id", "config", "now", "out", "state")
 
     def __init__(self, state: RepoState, cause: Event, config: CoreConfig) -> None:
         self.state = state
         self.cause = cause
         self.config = config
-        self.now = cause.envelope.occurred_at
+        envelope = cause.envelope
+        self.now = envelope.occurred_at
+        self.cause_id = envelope.event_id
         self.out: list[Event] = []
+        # the envelope fields every decision of this input shares
+        self.base: dict[str, object] = {
+            "occurred_at": envelope.occurred_at,
+            "repo": envelope.repo,
+            "trace_id": envelope.trace_id,
+            "causation_id": envelope.event_id,
+            "actor": COORDINATOR,
+            "schema_version": 1,
+            "signature": None,
+            "credential": None,
+        }
 
     def emit(self, payload: Payload, change_id: str | None, task_id: str | None = None) -> None:
-        cause = self.cause.envelope
         envelope = _frozen(
             Envelope,
-            event_id=derive_id(cause.event_id, len(self.out)),
+            event_id=derive_id(self.cause_id, len(self.out)),
             type=type(payload).__name__,
-            occurred_at=cause.occurred_at,
-            repo=cause.repo,
             change_id=change_id,
             task_id=task_id,
-            trace_id=cause.trace_id,
-            causation_id=cause.event_id,
-            actor=COORDINATOR,
-            schema_version=1,
-            signature=None,
-            credential=None,
+            **self.base,
         )
         event = _frozen(Event, envelope=envelope, payload=payload, scope=None)
         self.state = evolve(self.state, event)
