@@ -120,6 +120,12 @@ class TestListAndShow:
         assert "+pyjwt==3.0.0" in shown["evidence"]["diff"]
         assert shown["evidence"]["risk_score"] == 60 and shown["evidence_error"] == ""
 
+    def test_show_prints_the_evidence_for_people(self, stage: Stage) -> None:
+        result = stage.run("approvals", "show", APPROVAL)
+        assert result.exit_code == 0, result.output
+        assert "+pyjwt==3.0.0" in result.output and "risk score 60/100" in result.output
+        assert "replay: git clone" in result.output and "pyjwt major bump" in result.output
+
     def test_unknown_id_is_a_clear_error(self, stage: Stage) -> None:
         result = stage.run("approvals", "show", "nope/approval")
         assert result.exit_code == 1 and "sdlcflow approvals list" in result.output
