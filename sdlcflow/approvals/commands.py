@@ -17,7 +17,12 @@ from rich.console import Console
 from rich.table import Table
 
 from sdlcflow.approvals.decisions import Reviewer, outcome_text
-from sdlcflow.approvals.evidence import EvidenceError, EvidenceStore, default_evidence_root
+from sdlcflow.approvals.evidence import (
+    EvidenceError,
+    EvidenceStore,
+    default_evidence_root,
+    policy_summary,
+)
 from sdlcflow.approvals.service import ApprovalsService, Sent
 from sdlcflow.approvals.store import Approval, ApprovalStore
 from sdlcflow.errors import SdlcflowError
@@ -190,7 +195,10 @@ def _print_approval(approval: Approval, bundle: dict[str, Any] | None, problem: 
         console.print(f"[red]evidence unavailable:[/] {problem}")
         return
     console.print(f"risk score {bundle['risk_score']}/100", markup=False)
-    console.print(f"policy: {json.dumps(bundle['policy_decision'], sort_keys=True)}", markup=False)
+    policy = policy_summary(bundle["policy_decision"])
+    console.print(f"policy: {policy.decision or '-'}", markup=False)
+    for reason in policy.reasons:
+        console.print(f"  - {reason}", markup=False)
     for result in bundle["test_results"]:
         console.print(f"test: {json.dumps(result, sort_keys=True)}", markup=False)
     console.print(f"replay: {bundle['replay_command']}", markup=False)

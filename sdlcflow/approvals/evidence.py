@@ -210,3 +210,56 @@ def default_evidence_root(data_dir: Path) -> Path:
     """Where evidence lives unless SDLCFLOW_EVIDENCE_DIR says otherwise."""
     given = os.environ.get("SDLCFLOW_EVIDENCE_DIR", "").strip()
     return Path(given) if given else data_dir / "artifacts"
+
+
+@dataclass(frozen=True)
+class PolicyFinding:
+    """One rule that fired, as a reviewer reads it."""
+
+    policy: str
+    mode: str
+    outcome: str
+    rule: str
+    message: str
+    input_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicySummary:
+    """The policy evidence of a bundle in one shape, whichever shape the policy step wrote."""
+
+    decision: str
+    enforced_decision: str
+    findings: tuple[PolicyFinding, ...]
+    reasons: tuple[str, ...]
+
+
+def policy_summary(policy_decision: Mapping[str, Any]) -> PolicySummary:
+    """Read a `BundleDecision` dump (sdlcflow.policy) or a plain {decision, reasons} mapping."""
+    decision = str(policy_decision.get("decision") or policy_decision.get("outcome") or "")
+    enforced = str(policy_decision.get("enforced_outcome") or decision)
+    findings = tuple(
+        PolicyFinding(
+            policy=str(policy.get("policy", "")),
+            mode=str(policy.get("mode", "")),
+            outcome=str(policy.get("outcome", "")),
+            rule=str(finding.get("rule", "")),
+            message=str(finding.get("message", "")),
+            input_paths=tuple(str(p) for p in finding.get("input_paths", ())),
+        )
+        for policy in _mappings(policy_decision.get("policies"))
+        for finding in _mappings(policy.get("findings"))
+    )
+    given = policy_decision.get("reasons")
+    reasons = (
+        tuple(str(r) for r in given)
+        if isinstance(given, list | tuple)
+        else tuple(f"{f.policy}: {f.message}" for f in findings)
+    )
+    return PolicySummary(decision, enforced, findings, reasons)
+
+
+def _mappings(value: object) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]

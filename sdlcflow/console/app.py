@@ -35,7 +35,7 @@ from pygments.lexers import DiffLexer
 from starlette.concurrency import run_in_threadpool
 
 from sdlcflow.approvals.decisions import MAX_COMMENT, DecisionRefused, Reviewer, ReviewerError
-from sdlcflow.approvals.evidence import EvidenceError
+from sdlcflow.approvals.evidence import EvidenceError, policy_summary
 from sdlcflow.approvals.service import ApprovalsService
 from sdlcflow.approvals.store import Approval, ApprovalStatus, UnknownApproval
 from sdlcflow.approvals.sync import SyncError
@@ -231,6 +231,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             "detail.html",
             approval=approval,
             bundle=bundle,
+            policy=policy_summary(bundle.policy_decision) if bundle else None,
             diff_html=render_diff(bundle.diff) if bundle else "",
             diff_clipped=bool(bundle and len(bundle.diff) > MAX_DIFF_CHARS),
             evidence_problem=evidence_problem,

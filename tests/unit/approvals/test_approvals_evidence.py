@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sdlcflow.approvals.evidence import EvidenceError, EvidenceStore, replay_command
+from sdlcflow.approvals.evidence import (
+    EvidenceError,
+    EvidenceStore,
+    policy_summary,
+    replay_command,
+)
+from sdlcflow.core.events import PolicyDecision as Outcome
 from sdlcflow.gitops import diff, resolve
 from sdlcflow.gitops.sample import SampleRepo
 from sdlcflow.identity import EvidenceBundle, evidence_digest
@@ -88,3 +94,58 @@ class TestEvidenceStore:
         (index / stored.removeprefix("sha256:")).write_text(target)
         with pytest.raises(EvidenceError, match="refusing to show altered evidence"):
             evidence.get(stored)
+
+
+class TestPolicySummary:
+    """Policy evidence reads the same whether the policy step wrote a BundleDecision or a dict."""
+
+    def test_bundle_decision_dump_gives_decision_findings_and_reasons(self) -> None:
+        from sdlcflow.policy.decision import BundleDecision, Finding, FindingKind, PolicyResult
+        from sdlcflow.policy.modes import Mode
+
+        finding = Finding(
+            kind=FindingKind.REVIEW,
+            rule="sensitive_bump",
+            message="pyjwt 2 -> 3 needs review",
+            input_paths=("dependencies",),
+        )
+        result = PolicyResult(
+            policy="sensitive_dependencies",
+            mode=Mode.ENFORCE,
+            outcome=Outcome.REVIEW,
+            effective=Outcome.REVIEW,
+            risk=60,
+            required_approvals=1,
+            findings=(finding,),
+        )
+        decision = BundleDecision(
+            bundle_digest="sha256:" + "2" * 64,
+            input_digest="sha256:" + "3" * 64,
+            outcome=Outcome.REVIEW,
+            enforced_outcome=Outcome.REVIEW,
+            risk=60,
+            required_approvals=1,
+            policies=(result,),
+        )
+        summary = policy_summary(decision.model_dump(mode="json"))
+        assert (summary.decision, summary.enforced_decision) == ("REVIEW", "REVIEW")
+        assert summary.reasons == ("sensitive_dependencies: pyjwt 2 -> 3 needs review",)
+        (only,) = summary.findings
+        assert (only.policy, only.mode, only.rule, only.input_paths) == (
+            "sensitive_dependencies",
+            "enforce",
+            "sensitive_bump",
+            ("dependencies",),
+        )
+
+    def test_plain_mapping_keeps_its_reasons(self) -> None:
+        summary = policy_summary({"decision": "REVIEW", "reasons": ["major bump"]})
+        assert (summary.decision, summary.reasons, summary.findings) == (
+            "REVIEW",
+            ("major bump",),
+            (),
+        )
+
+    def test_malformed_evidence_yields_an_empty_summary_not_an_error(self) -> None:
+        summary = policy_summary({"policies": "oops", "outcome": None})
+        assert (summary.decision, summary.findings, summary.reasons) == ("", (), ())
