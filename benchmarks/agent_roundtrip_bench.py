@@ -15,8 +15,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
-import platform
 import statistics
 import time
 import uuid
@@ -25,6 +23,7 @@ from typing import Any
 
 from sdlcflow.agents import AgentIdentity, TaskContract, TaskResult, Worker, agent
 from sdlcflow.agents._loopback import LoopbackCoordinator
+from sdlcflow.bench.machine import describe_machine
 from sdlcflow.core.events import Actor, ActorKind, ChangeRequested, Envelope, Event
 from sdlcflow.identity import (
     CredentialClaims,
@@ -48,22 +47,6 @@ async def noop_lint(task: TaskContract) -> TaskResult:
 @agent("test")
 async def noop_test(task: TaskContract) -> TaskResult:
     return TaskResult()
-
-
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor(),
-    )  # fmt: skip
-    mem_kb = next(
-        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )  # fmt: skip
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
-        "python": platform.python_version(), "platform": platform.platform(),
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-    }  # fmt: skip
 
 
 def identity_and_issuer() -> tuple[AgentIdentity, Any]:
@@ -159,7 +142,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                           "mean": round(statistics.fmean(rt), 2) if rt else None},
         "grant_ms": {"p50": round(pct(grant, 0.5), 2), "p99": round(pct(grant, 0.99), 2)},
         "coordinator": "LoopbackCoordinator (processors CoordinatorEngine) in its own process",
-        "machine": machine(),
+        "machine": describe_machine(),
     }  # fmt: skip
 
 

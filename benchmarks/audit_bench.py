@@ -17,21 +17,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
 from cassandra.concurrent import execute_concurrent_with_args
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from sdlcflow.audit.sink import AuditSink
 from sdlcflow.audit.store import AuditStore, connect
+from sdlcflow.bench.machine import describe_machine
 from sdlcflow.core.events import Event
 from sdlcflow.settings import Settings
 from sdlcflow.streams.testing import sample_event
@@ -47,24 +45,6 @@ MIX = (
     + ["ChangeRequested", "ChangePromoted", "PolicyEvaluated", "ApprovalSigned", "TaskFailed"]
 )
 INPUTS = {"ChangeRequested", "LeaseHeartbeat", "LeaseRequested", "TaskSucceeded", "TaskFailed"}
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor()
-    return {
-        "cpu_model": model,
-        "cores": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def make_events(count: int, start_ms: int) -> list[tuple[str, Event]]:
@@ -211,7 +191,7 @@ def main() -> None:
         sink.close()
         result = {
             "benchmark": "audit_bench",
-            "machine": machine(),
+            "machine": describe_machine(),
             "params": vars(args),
             "throughput": {
                 "events": stats.stored,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 import timeit
@@ -25,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sdlcflow.bench.machine import describe_machine
 from sdlcflow.core.events import (
     Actor,
     ActorKind,
@@ -148,25 +147,6 @@ def measure(event: Event, seconds: float, repeats: int) -> dict[str, float]:
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "load_average_1m": os.getloadavg()[0],
-    }
-
-
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     seconds, repeats = (0.05, 2) if quick else (0.3, 5)
@@ -199,7 +179,7 @@ def main(argv: list[str]) -> int:
         "started_at": started,
         "target_per_s": TARGET,
         "target_met_on_typical": meets,
-        "machine": machine(),
+        "machine": describe_machine(),
         "results": results,
     }
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import cProfile
 import json
 import os
-import platform
 import pstats
 import random
 import statistics
@@ -26,8 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from sdlcflow.bench.machine import describe_machine
 from sdlcflow.core import events as ev
 from sdlcflow.core.decider import CoreConfig, handle
 from sdlcflow.core.events import Actor, ActorKind, ActorScope, Envelope, Event
@@ -189,25 +187,6 @@ def calibration_us() -> float:
     return min(timeit.repeat("sum(range(1000))", number=2_000, repeat=5)) / 2_000 * 1e6
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "load_average_1m": os.getloadavg()[0],
-    }
-
-
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     changes, concurrency, repeats = (60, 10, 3) if quick else (400, 25, 5)
@@ -249,7 +228,7 @@ def main(argv: list[str]) -> int:
         "started_at": time.time(),
         "target_per_s": TARGET,
         "target_met": per_s_cpu >= TARGET,
-        "machine": {**machine(), "yardstick_sum_range_1000_us": yardstick},
+        "machine": {**describe_machine(), "yardstick_sum_range_1000_us": yardstick},
         "workload": {
             "changes": changes,
             "concurrency": concurrency,

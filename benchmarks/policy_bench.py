@@ -12,8 +12,6 @@ import argparse
 import cProfile
 import io
 import json
-import os
-import platform
 import pstats
 import statistics
 import time
@@ -21,8 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from sdlcflow.bench.machine import describe_machine
 from sdlcflow.policy import _rego
 from sdlcflow.policy.bundle import PolicyBundle
 from sdlcflow.policy.cache import DecisionCache
@@ -83,23 +80,6 @@ def run(label: str, fn: Callable[[int], object], seconds: float) -> dict[str, An
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 def profile_top(fn: Callable[[int], object], n: int = 300) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
@@ -157,7 +137,7 @@ def main() -> None:
         "input_bytes": len(input_bytes(inputs[0])),
         "regopy": _rego.regopy.__version__,
         "results": rows,
-        "machine": machine(),
+        "machine": describe_machine(),
     }
     if args.profile:
         print(profile_top(naive))
