@@ -9,7 +9,9 @@ from sdlcflow.core.state import RepoState
 from sdlcflow.streams.topics import COORDINATOR, task_topic
 
 # What agents (and reviewers, on the approval topic) act on: offers, grants, denials,
-# extensions, rejections, expiries, revocations, cancellations, compensation and approvals.
+# extensions, rejections, expiries, revocations, cancellations, compensation and approvals,
+# and every per-task outcome (completed, skipped, returned, retry scheduled, dead-lettered), so
+# an agent can follow its tasks to their end on its task topic alone.
 TASK_DECISIONS: frozenset[str] = frozenset(
     {
         "TaskOffered",
@@ -20,6 +22,11 @@ TASK_DECISIONS: frozenset[str] = frozenset(
         "LeaseExpired",
         "LeaseRevoked",
         "ResultRejected",
+        "LeaseReturned",
+        "TaskCompleted",
+        "TaskSkipped",
+        "RetryScheduled",
+        "TaskDeadLettered",
         "TaskCancelled",
         "CompensationRequested",
         "ApprovalRequested",
