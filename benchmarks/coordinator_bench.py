@@ -476,7 +476,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small workload (a smoke run)")
     args = parser.parse_args()
-    repos, rates, seconds = (100, (500,), 2.0) if args.quick else (600, (500, 1000, 2000), 4.0)
+    repos, rates, seconds = (100, (500,), 2.0) if args.quick else (600, (250, 500, 1000), 4.0)
     settings = Settings.from_env()
     bootstrap, partitions = settings.kafka_bootstrap, settings.partitions
     issuer = TestIssuer.new()
