@@ -21,9 +21,10 @@ from confluent_kafka.admin import AdminClient
 
 from sdlcflow.agents.reference import DeployInput, Workspace, deploy
 from sdlcflow.artifacts import ArtifactStore, Releases
+from sdlcflow.audit.sink import is_audited
 from sdlcflow.core.events import Authority
 from sdlcflow.core.planner import Template, load_templates, packaged_template_texts
-from sdlcflow.demo.errors import MissingPiece
+from sdlcflow.demo.errors import DemoError, MissingPiece
 from sdlcflow.demo.identities import DemoIdentities, issue_identities
 from sdlcflow.demo.services import Service, Services
 from sdlcflow.demo.watch import start_group_at_end
@@ -212,7 +213,19 @@ def start_audit_sink(stage: Stage) -> None:
             "command `report`) is not built"
         )
         return
-    stage.audit_sink = stage.services.start_cli("audit-sink", ["audit", "sink"])
+    group = f"{stage.app_id}-audit"
+    start_group_at_end(stage.bootstrap, group, audited_topics(stage.bootstrap))
+    stage.audit_sink = stage.services.start_cli("audit-sink", ["audit", "sink", "--group", group])
+
+
+def audited_topics(bootstrap: str, timeout_s: float = 30.0) -> list[str]:
+    """The sdlc.* topics the sink reads that exist now: the run's sink starts at their end, so it
+    stores this run's events without first replaying every earlier run's backlog."""
+    try:
+        names = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise DemoError(f"cannot list the topics on {bootstrap}: {exc}") from exc
+    return sorted(name for name in names if is_audited(name))
 
 
 def forget_run(stage: Stage, timeout_s: float = 30.0) -> list[str]:
