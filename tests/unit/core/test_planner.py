@@ -23,7 +23,7 @@ class TestPackagedTemplates:
 
     def test_all_three_templates_load(self) -> None:
         templates = load_templates(packaged_template_texts())
-        assert set(templates) == {"code-change", "dependency-upgrade", "deployment"}
+        assert {"code-change", "dependency-upgrade", "deployment"} <= set(templates)
 
     def test_code_change_gates_merge_and_promote_behind_policy_and_optional_approval(self) -> None:
         template = load_templates(packaged_template_texts())["code-change"]
