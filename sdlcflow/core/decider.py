@@ -22,6 +22,7 @@ from sdlcflow.core.events import (
     REVIEW_CAPABILITY,
     Actor,
     ActorKind,
+    ActorScope,
     Authority,
     Envelope,
     Event,
@@ -854,10 +855,9 @@ def _on_task_succeeded(run: _Run, event: Event) -> None:
         _stale_result(run, change_id, task, p.lease_id, p.epoch, problem)
         return
     assert lease is not None
-    if not _touched_within_bounds(run, event, contract, p.touched):
-        _compensate(
-            run, change_id, contract, lease, "result touched undeclared or out-of-scope outputs"
-        )
+    violation = _out_of_bounds(contract, event.scope, p.touched)
+    if violation is not None:
+        _stale_result(run, change_id, task, p.lease_id, p.epoch, *violation)
         return
     verified = p.verified or VerifiedState(
         change.state.head_sha, change.state.base_sha, change.state.lockfile_digest
@@ -935,38 +935,30 @@ def _state_mismatch(state: VerifiedState, verified: VerifiedState) -> str:
     return ""
 
 
-def _touched_within_bounds(
-    run: _Run, event: Event, contract: TaskContract, touched: ev.Outputs
-) -> bool:
+def _out_of_bounds(
+    contract: TaskContract, scope: ActorScope | None, touched: ev.Outputs
+) -> tuple[RejectReason, str] | None:
+    """Least privilege (invariant 8): a result may only touch what the contract declares and
+    the credential allows; the first violation found, or None."""
     declared = contract.outputs
     for path in touched.paths:
         if not _matches_any(path, declared.paths):
-            run.reject(
-                InputRejection.OUTPUT_NOT_DECLARED, f"path {path!r} not declared by the task"
-            )
-            return False
+            return RejectReason.OUTPUT_NOT_DECLARED, f"path {path!r} not declared by the task"
     for resource in touched.resources:
         if not _matches_any(resource, declared.resources):
-            run.reject(InputRejection.OUTPUT_NOT_DECLARED, f"resource {resource!r} not declared")
-            return False
+            return RejectReason.OUTPUT_NOT_DECLARED, f"resource {resource!r} not declared"
     for env in touched.environments:
         if env not in declared.environments:
-            run.reject(InputRejection.OUTPUT_NOT_DECLARED, f"environment {env!r} not declared")
-            return False
-    scope = event.scope
+            return RejectReason.OUTPUT_NOT_DECLARED, f"environment {env!r} not declared"
     if scope is None:
-        return True
+        return None
     for path in touched.paths:
         if not _matches_any(path, scope.paths):
-            run.reject(InputRejection.PATH_OUT_OF_SCOPE, f"path {path!r} outside credential")
-            return False
+            return RejectReason.PATH_OUT_OF_SCOPE, f"path {path!r} outside credential"
     for env in touched.environments:
         if env not in scope.environments:
-            run.reject(
-                InputRejection.ENVIRONMENT_OUT_OF_SCOPE, f"environment {env!r} outside credential"
-            )
-            return False
-    return True
+            return RejectReason.ENVIRONMENT_OUT_OF_SCOPE, f"environment {env!r} outside credential"
+    return None
 
 
 def _on_task_failed(run: _Run, event: Event) -> None:

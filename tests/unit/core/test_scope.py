@@ -87,15 +87,25 @@ class TestLeaseScope:
 
 
 class TestResultScope:
-    """Results that touch undeclared or out-of-scope outputs are rejected and compensated."""
+    """Results that touch undeclared or out-of-scope outputs get a ResultRejected and are
+    compensated; the lease is left to expire so the task is offered again (least privilege)."""
 
     def test_touching_an_undeclared_path_is_rejected(self) -> None:
         world = _merge_ready()
         world.lease("c1", "merge", "merger")
         out = world.succeed("c1", "merge", "merger", touched=ev.Outputs(paths=("infra/prod.tf",)))
-        assert out[0].payload.reason is ev.InputRejection.OUTPUT_NOT_DECLARED
+        assert out[0].type == "ResultRejected"
+        assert out[0].payload.reason is ev.RejectReason.OUTPUT_NOT_DECLARED
+        assert "infra/prod.tf" in out[0].payload.detail
         assert out[1].type == "CompensationRequested"
         assert world.task("c1", "merge").status.value == "LEASED"
+
+    def test_touching_an_undeclared_environment_is_rejected(self) -> None:
+        world = _merge_ready()
+        world.lease("c1", "merge", "merger")
+        out = world.succeed("c1", "merge", "merger", touched=ev.Outputs(environments=("prod",)))
+        assert out[0].payload.reason is ev.RejectReason.OUTPUT_NOT_DECLARED
+        assert not of_type(out, "TaskCompleted")
 
     def test_touching_a_declared_path_outside_the_credential_is_rejected(self) -> None:
         world = _merge_ready()
@@ -104,7 +114,23 @@ class TestResultScope:
         out = world.succeed(
             "c1", "merge", "merger", touched=ev.Outputs(paths=("src/app.py",)), scope=narrow
         )
-        assert out[0].payload.reason is ev.InputRejection.PATH_OUT_OF_SCOPE
+        assert out[0].payload.reason is ev.RejectReason.PATH_OUT_OF_SCOPE
+
+    def test_deploying_to_an_environment_outside_the_credential_is_rejected(self) -> None:
+        world = _merge_ready()
+        world.run_step("c1", "merge", "merger", touched=ev.Outputs(paths=("src/app.py",)))
+        world.lease("c1", "promote", "deployer")
+        staging_only = agent_scope("deployer", ALL_CAPS, environments=("staging",))
+        out = world.succeed(
+            "c1",
+            "promote",
+            "deployer",
+            touched=ev.Outputs(environments=("prod",)),
+            scope=staging_only,
+        )
+        assert out[0].type == "ResultRejected"
+        assert out[0].payload.reason is ev.RejectReason.ENVIRONMENT_OUT_OF_SCOPE
+        assert not of_type(out, "ChangePromoted")
 
     def test_result_from_someone_else_than_the_holder_is_rejected(self) -> None:
         world = World()
