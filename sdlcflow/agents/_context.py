@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sdlcflow.agents._errors import LeaseLostError, NotInTaskError
-from sdlcflow.core.events import ArtifactRef, TaskContract
+from sdlcflow.core.events import ArtifactRef, ChangeFacts, TaskContract
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,9 @@ class TaskContext:
     """Everything a handler may need besides its contract, for one leased task.
 
     `workdir` is a fresh directory for this task only (deleted afterwards); `logger` carries
-    trace, task and change ids on every record; `lost` is set the moment the lease is gone.
+    trace, task and change ids on every record; `lost` is set the moment the lease is gone;
+    `change` holds the change's kind, labels, paths, resources and environments as offered
+    (None from a coordinator that did not send them yet).
     """
 
     contract: TaskContract
@@ -93,6 +95,7 @@ class TaskContext:
     logger: logging.LoggerAdapter[logging.Logger]
     lost: LeaseSignal = field(default_factory=LeaseSignal)
     heartbeater: Heartbeater | None = None
+    change: ChangeFacts | None = None
 
     @property
     def task_id(self) -> str:

@@ -26,6 +26,7 @@ from sdlcflow.core.events import (
     ArtifactRef,
     Authority,
     Backoff,
+    ChangeFacts,
     Outputs,
     TaskContract,
 )
@@ -82,6 +83,7 @@ class AgentEnvironment:
             call `lose_lease()` to simulate a revocation at that point.
         workdir: the task's working directory (default: a fresh temporary one, removed after).
         stop_grace_s: how long a sync handler gets to stop after the lease is lost.
+        change: the change's facts (kind, labels, ...) as the offer carries them.
     """
 
     def __init__(
@@ -93,8 +95,10 @@ class AgentEnvironment:
         on_heartbeat: Callable[[tuple[Any, ...]], None] | None = None,
         workdir: Path | None = None,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+        change: ChangeFacts | None = None,
     ) -> None:
         self.repo = repo
+        self.change = change
         self.epoch = epoch
         self.attempt = attempt
         self.on_heartbeat = on_heartbeat
@@ -145,6 +149,7 @@ class AgentEnvironment:
             ),
             lost=self._signal,
             heartbeater=self._heartbeat,
+            change=self.change,
         )
         return self.context
 

@@ -436,17 +436,18 @@ class Worker:
             )
             return
         self.stats.granted += 1
-        if await self._work(definition, offer.contract, decision, requested_local):
+        if await self._work(definition, offer, decision, requested_local):
             self.stats.round_trip_ms.append(_mono_ms() - requested_local)
 
     async def _work(
         self,
         definition: AgentDefinition,
-        contract: ev.TaskContract,
+        offer: ev.TaskOffered,
         grant_event: Event,
         requested_local: float,
     ) -> bool:
         """Run the granted task; True when its result was accepted."""
+        contract = offer.contract
         grant: ev.LeaseGranted = grant_event.payload  # type: ignore[assignment]
         envelope = grant_event.envelope
         clock = LeaseClock.granted(
@@ -471,6 +472,7 @@ class Worker:
                 change_id=change_id,
                 lease_id=grant.lease_id,
             ),
+            change=offer.change,
         )
         run = _Run(definition, ctx, clock, grant_event, asyncio.get_running_loop().create_future())
         ctx.heartbeater = lambda details: ctx.logger.debug("progress %s", details)

@@ -584,8 +584,10 @@ def _is_approval(contract: TaskContract) -> bool:
 
 
 def _offer(run: _Run, change_id: str, task: TaskState, reason: OfferReason, attempt: int) -> None:
-    contract = run.state.changes[change_id].tasks[task.contract.id].contract
-    run.emit(ev.TaskOffered(contract, attempt, task.epoch + 1, reason), change_id, contract.id)
+    change = run.state.changes[change_id]
+    contract = change.tasks[task.contract.id].contract
+    offer = ev.TaskOffered(contract, attempt, task.epoch + 1, reason, change.facts)
+    run.emit(offer, change_id, contract.id)
 
 
 # --------------------------------------------------------------------------------------------

@@ -462,6 +462,7 @@ class TaskOffered:
     attempt: int
     epoch: int
     reason: OfferReason
+    change: ChangeFacts | None = None
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,13 @@ from sdlcflow.approvals.evidence import (
     assemble_evidence,
     default_evidence_root,
 )
-from sdlcflow.core.events import ArtifactRef, PolicyOutcome, TaskContract, VerifiedState
+from sdlcflow.core.events import (
+    ArtifactRef,
+    ChangeFacts,
+    PolicyOutcome,
+    TaskContract,
+    VerifiedState,
+)
 from sdlcflow.policy import inputs as model
 from sdlcflow.policy.decision import BundleDecision, Outcome
 from sdlcflow.policy.engine import PolicyEngine
@@ -69,13 +75,43 @@ def engine_for(root: Path) -> PolicyEngine:
     return PolicyEngine.load(root)
 
 
+# Change kinds as producers spell them (`sdlcflow submit --kind`) -> the policy input's kinds.
+KIND_ALIASES: dict[str, model.ChangeKind] = {
+    "code-change": model.ChangeKind.CODE,
+    "dependency-update": model.ChangeKind.DEPENDENCY,
+    "dependency-upgrade": model.ChangeKind.DEPENDENCY,
+    "deployment": model.ChangeKind.RELEASE,
+}
+
+
+def change_kind(kind: str) -> model.ChangeKind:
+    """The policy input's kind for a change request's free-form kind (unknown ones: code, the
+    declared kind itself stays in `extra.declared_kind` for policies that want it)."""
+    normalised = kind.strip().lower()
+    if normalised in KIND_ALIASES:
+        return KIND_ALIASES[normalised]
+    try:
+        return model.ChangeKind(normalised)
+    except ValueError:
+        return model.ChangeKind.CODE
+
+
 def policy_input(
-    repo: str, change_id: str, lockfile: str, found: PolicyInputs, tests: tuple[dict[str, Any], ...]
+    repo: str,
+    change_id: str,
+    lockfile: str,
+    found: PolicyInputs,
+    tests: tuple[dict[str, Any], ...],
+    change: ChangeFacts | None = None,
 ) -> model.PolicyInput:
-    """The policy INPUT document from what the collector found in git and the recorded tests."""
+    """The policy INPUT document from what the collector found in git, the recorded tests and
+    the change's own facts (kind, labels) as the offer carried them."""
     return model.PolicyInput(
         repo=repo,
         change_id=change_id,
+        change_kind=change_kind(change.kind) if change is not None else model.ChangeKind.CODE,
+        labels=change.labels if change is not None else (),
+        extra={"declared_kind": change.kind} if change is not None else {},
         base_sha=found.base,
         head_sha=found.head,
         lockfile_digest=lockfile,
@@ -156,7 +192,7 @@ def policy_agent(task: TaskContract) -> TaskResult:
     workspace = workspace_for(ctx)
     found = collect_policy_inputs(PolicyInputRequest(remote, base, head), workspace)
     document = policy_input(
-        ctx.repo, ctx.change_id, lockfile, found, check_results(ctx.repo, found.head)
+        ctx.repo, ctx.change_id, lockfile, found, check_results(ctx.repo, found.head), ctx.change
     )
     decision = engine_for(bundle_root()).evaluate(document, policy_modes())
     evidence = store_evidence(ctx, document, decision, remote)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,20 @@ from sdlcflow.agents.bindings import (
     suite_agent,
 )
 from sdlcflow.agents.bindings._runtime import BindingConfigError, check_results, remote_for
-from sdlcflow.agents.reference import DependencyUpdateInput, Workspace, update_dependency
+from sdlcflow.agents.bindings.policy import change_kind, policy_input
+from sdlcflow.agents.reference import (
+    DependencyUpdateInput,
+    PolicyInputs,
+    Workspace,
+    update_dependency,
+)
 from sdlcflow.approvals.evidence import EvidenceStore
 from sdlcflow.artifacts import ArtifactStore, ReleaseAction, Releases
-from sdlcflow.core.events import PolicyDecision
+from sdlcflow.core.events import ChangeFacts, PolicyDecision
 from sdlcflow.gitops import branch_head
 from sdlcflow.gitops.sample import SampleRepo
 from sdlcflow.policy.bundle import PolicyBundle
+from sdlcflow.policy.inputs import ChangeKind
 
 REPO = "acme/login"
 _FAILING_TEST = b"def test_login_is_broken() -> None:\n    assert 1 + 1 == 3\n"
@@ -306,3 +314,54 @@ class TestPolicyBinding:
         assert isinstance(outcome, Succeeded) and outcome.result.policy is not None
         assert outcome.result.policy.decision is PolicyDecision.PASS
         assert not outcome.result.policy.enforced
+
+
+_LABEL_POLICY = """package sdlcflow.policies.change_facts
+
+import rego.v1
+
+review contains {
+\t"rule": "major_dependency_bump",
+\t"msg": sprintf("%s change labelled %v", [input.change_kind, input.labels]),
+\t"paths": ["input.change_kind", "input.labels"],
+} if {
+\tinput.change_kind == "dependency"
+\t"major" in input.labels
+}
+"""
+
+
+class TestPolicyChangeFacts:
+    """The change's kind and labels, as the offer carries them, reach the Rego input."""
+
+    def test_kind_and_labels_are_in_the_policy_input(self) -> None:
+        found = PolicyInputs("b" * 40, "h" * 40, (), (), (), (), (), (), None, "")
+        facts = ChangeFacts("dependency-update", (), ("major", "auth"), (), ())
+        document = policy_input(REPO, "c-1", "", found, (), facts)
+        assert document.change_kind is ChangeKind.DEPENDENCY
+        assert document.labels == ("major", "auth")
+        assert document.extra == {"declared_kind": "dependency-update"}
+
+    def test_unknown_kinds_read_as_code_and_keep_the_declared_kind(self) -> None:
+        assert change_kind("Refactor") is ChangeKind.REFACTOR
+        assert change_kind("yak-shave") is ChangeKind.CODE
+
+    def test_a_rule_on_labels_decides_through_the_policy_agent(
+        self, sample: SampleRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        bundle = tmp_path / "bundle"
+        shutil.copytree(Path(__file__).resolve().parents[3] / "sdlcflow" / "policies", bundle)
+        (bundle / "change_facts.rego").write_text(_LABEL_POLICY)
+        monkeypatch.setenv("SDLCFLOW_POLICY_BUNDLE", str(bundle))
+        head = _feature(sample)
+        assert isinstance(_run(suite_agent, _contract("test", head, sample.main)), Succeeded)
+        decisions = {}
+        for labels in ((), ("major",)):
+            facts = ChangeFacts("dependency-update", (), labels, (), ())
+            env = AgentEnvironment(repo=REPO, change=facts)
+            outcome = _run(policy_agent, _contract("policy", head, sample.main), env)
+            assert isinstance(outcome, Succeeded) and outcome.result.policy is not None
+            decisions[labels] = outcome.result.policy
+        assert decisions[()].decision is PolicyDecision.PASS
+        assert decisions[("major",)].decision is PolicyDecision.REVIEW
+        assert any("dependency change labelled" in r for r in decisions[("major",)].reasons)
