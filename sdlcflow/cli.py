@@ -24,7 +24,7 @@ COMMANDS: dict[str, str] = {
     "run": "sdlcflow.runner:run",
     "replay": "sdlcflow.processors.commands:replay",
     "policy": "sdlcflow.policy.commands:policy",
-    "keys": "sdlcflow.policy.commands:keys",
+    "keys": "sdlcflow.identity.commands:keys",
     "approvals": "sdlcflow.approvals.commands:approvals",
     "approve": "sdlcflow.approvals.commands:approve",
     "reject": "sdlcflow.approvals.commands:reject",

@@ -38,6 +38,7 @@ class RejectReason(StrEnum):
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     REVOKED = "revoked"
+    RETIRED_ISSUER = "retired_issuer"
 
 
 class CredentialRejected(SdlcflowError):
@@ -173,6 +174,7 @@ def verify_claims(
     *,
     revoked_credentials: Collection[str] = (),
     revoked_actors: Mapping[str, int] | None = None,
+    retired_keys: Mapping[str, int] | None = None,
     leeway_ms: int = 0,
 ) -> CredentialClaims:
     """Check a token completely and return its claims, or raise CredentialRejected.
@@ -181,7 +183,9 @@ def verify_claims(
     with an unknown `kid` is reported as unknown_issuer even if its signature is bad.
     `revoked_credentials` holds credential ids; `revoked_actors` maps an actor id to the time
     its credentials were revoked, so credentials issued at or before that time are refused
-    while ones issued afterwards work again.
+    while ones issued afterwards work again. `retired_keys` maps a rotated-out issuer key id
+    to its retirement time: it still vouches for credentials it signed before then (they
+    drain), never for later ones (see `sdlcflow.identity.issuers`).
     """
     payload, signature, signing_input = _split(token)
     claims = _parse_claims(payload)
@@ -200,8 +204,9 @@ def verify_claims(
             f"signature does not match issuer key {claims.issuer_key_id!r}; the token was "
             "altered or signed by another key",
         ) from None
+    _check_retirement(claims, retired_keys)
     _check_window(claims, at_ms, leeway_ms)
-    _check_revocation(claims, revoked_credentials, revoked_actors)
+    check_revocation(claims, revoked_credentials, revoked_actors)
     return claims
 
 
@@ -212,6 +217,7 @@ def verify_credential(
     *,
     revoked_credentials: Collection[str] = (),
     revoked_actors: Mapping[str, int] | None = None,
+    retired_keys: Mapping[str, int] | None = None,
     leeway_ms: int = 0,
 ) -> ActorScope:
     """Verify a token (see `verify_claims`) and return the actor's scope for the core."""
@@ -221,6 +227,7 @@ def verify_credential(
         at_ms,
         revoked_credentials=revoked_credentials,
         revoked_actors=revoked_actors,
+        retired_keys=retired_keys,
         leeway_ms=leeway_ms,
     ).to_scope()
 
@@ -249,6 +256,19 @@ def _parse_claims(payload: str) -> CredentialClaims:
         raise CredentialRejected(RejectReason.MALFORMED, f"claims segment: {exc}") from None
 
 
+def _check_retirement(claims: CredentialClaims, retired_keys: Mapping[str, int] | None) -> None:
+    retired_at = (retired_keys or {}).get(claims.issuer_key_id)
+    if retired_at is None:
+        return
+    if claims.issued_at > retired_at or claims.expires_at > retired_at + DEFAULT_MAX_TTL_MS:
+        raise CredentialRejected(
+            RejectReason.RETIRED_ISSUER,
+            f"issuer key {claims.issuer_key_id!r} was retired at {retired_at} ms and only "
+            f"vouches for credentials issued before then; this one says {claims.issued_at} ms. "
+            "Issue it again with the current key (`sdlcflow keys issue`)",
+        )
+
+
 def _check_window(claims: CredentialClaims, at_ms: int, leeway_ms: int) -> None:
     if at_ms >= claims.expires_at + leeway_ms:
         raise CredentialRejected(
@@ -262,11 +282,13 @@ def _check_window(claims: CredentialClaims, at_ms: int, leeway_ms: int) -> None:
         )
 
 
-def _check_revocation(
+def check_revocation(
     claims: CredentialClaims,
     revoked_credentials: Collection[str],
     revoked_actors: Mapping[str, int] | None,
 ) -> None:
+    """Raise CredentialRejected(REVOKED) if the credential id, or its actor before its issue
+    time, is on the revocation list."""
     if claims.credential_id in revoked_credentials:
         raise CredentialRejected(
             RejectReason.REVOKED, f"credential {claims.credential_id!r} was revoked"

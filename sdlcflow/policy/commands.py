@@ -1,10 +1,9 @@
-"""`sdlcflow policy ...` (test, eval, backtest) and `sdlcflow keys ...` (new, issue)."""
+"""`sdlcflow policy ...`: test, eval and backtest Rego bundles."""
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -197,95 +196,4 @@ def _print_report(report: BacktestReport) -> None:
     console.print(", ".join(f"{k}: {v}" for k, v in report.summary().items()))
 
 
-# ------------------------------------------------------------------------------------------
-# keys
-
-
-@click.group()
-def keys() -> None:
-    """Ed25519 keys for reviewers, agents and ops; scoped credentials signed by ops."""
-
-
-@keys.command("new")
-@click.option("--id", "key_id", required=True, help="Key id, e.g. reviewer-alice or ops-2024-06.")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Private key file to create (mode 0600); the public key goes to FILE.pub.",
-)
-@_json_option
-def keys_new(key_id: str, out: Path, as_json: bool) -> None:
-    """Create a key pair: private key file (0600) and its public key (printed and FILE.pub)."""
-    from sdlcflow.identity.keys import generate_key_pair, save_private_key
-
-    try:
-        pair = generate_key_pair(key_id)
-        save_private_key(pair, out)
-    except FileExistsError:
-        raise click.ClickException(f"{out} exists; choose another --out or remove it") from None
-    except SdlcflowError as exc:
-        raise _fail(exc) from None
-    public_file = out.with_name(out.name + ".pub")
-    public_file.write_text(pair.public_key_b64 + "\n", encoding="utf-8")
-    info = {"key_id": key_id, "public_key": pair.public_key_b64, "private_key_file": str(out)}
-    if as_json:
-        click.echo(json.dumps(info | {"public_key_file": str(public_file)}))
-    else:
-        click.echo(f"private key: {out} (0600)\npublic key ({public_file}):\n{pair.public_key_b64}")
-
-
-@keys.command("issue")
-@click.option(
-    "--issuer-key",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="SDLCFLOW_ISSUER_KEY",
-    help="Ops private key file that signs. Env: SDLCFLOW_ISSUER_KEY.",
-)
-@click.option("--subject", required=True, help="Actor id the credential is for.")
-@click.option("--kind", type=click.Choice(["agent", "human", "ops"]), required=True)
-@click.option("--capability", "capabilities", multiple=True, required=True, help="Repeatable.")
-@click.option("--repo", "repos", multiple=True, help="Repository the actor may act on. Repeatable.")
-@click.option("--path", "paths", multiple=True, help="Path glob the actor may touch. Repeatable.")
-@click.option("--env", "environments", multiple=True, help="Environment. Repeatable.")
-@click.option("--ttl", default="1h", show_default=True, help="Lifetime: 30m, 1h, 12h (max 24h).")
-@click.option("--actor-key", default=None, help="Bind the actor's base64url public key.")
-def keys_issue(
-    issuer_key: Path,
-    subject: str,
-    kind: str,
-    capabilities: tuple[str, ...],
-    repos: tuple[str, ...],
-    paths: tuple[str, ...],
-    environments: tuple[str, ...],
-    ttl: str,
-    actor_key: str | None,
-) -> None:
-    """Issue a short-lived scoped credential and print the token."""
-    from sdlcflow.core.events import ActorKind
-    from sdlcflow.identity.credentials import CredentialClaims, issue_credential
-    from sdlcflow.identity.keys import load_private_key
-
-    try:
-        issuer = load_private_key(issuer_key)
-        now = int(time.time() * 1000)
-        claims = CredentialClaims(
-            credential_id=f"cred-{uuid.uuid4().hex[:16]}",
-            subject=subject,
-            kind=ActorKind(kind),
-            capabilities=capabilities,
-            repos=repos,
-            paths=paths,
-            environments=environments,
-            issued_at=now,
-            expires_at=now + parse_duration_ms(ttl),
-            issuer_key_id=issuer.key_id,
-            actor_key=actor_key,
-        )
-        click.echo(issue_credential(claims, issuer))
-    except SdlcflowError as exc:
-        raise _fail(exc) from None
-
-
-__all__ = ["PolicyBundle", "keys", "policy"]
+__all__ = ["PolicyBundle", "policy"]

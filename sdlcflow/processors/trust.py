@@ -1,16 +1,17 @@
 """Who the coordinator believes: trusted issuer keys, credential and signature checks per input.
 
 The trusted issuers file (SDLCFLOW_TRUSTED_ISSUERS, default `<data dir>/trusted-issuers.json`)
-is a JSON object mapping an issuer key id to its Ed25519 public key in unpadded base64url:
-
-    {"ops-2024-06": "l0T9...", "ops-2024-09": "x7Qa..."}
-
-Several keys may be trusted at once while keys rotate; the file is re-read when it changes.
+maps an issuer key id to its Ed25519 public key (see `sdlcflow.identity.issuers`): several keys
+may be trusted at once while keys rotate, a retired key only vouches for credentials it signed
+before its retirement. The revocation list (SDLCFLOW_REVOKED_CREDENTIALS, default
+`revoked-credentials.json` beside the issuers file; see `sdlcflow.identity.revocation`) names
+revoked credential ids and actors. Both files are re-read when they change, without a restart;
+an admitted CredentialRevoked event from ops takes effect at once as well.
 
 What an input must carry (invariant 8):
 - agents, humans and ops: a credential (`Envelope.credential`) signed by a trusted issuer, for
-  the envelope's actor id and kind, valid at the event's time, and an event signature made
-  with the actor key the credential binds;
+  the envelope's actor id and kind, valid at the event's time, not revoked, and an event
+  signature made with the actor key the credential binds;
 - producers: nothing, but a credential, when present, is checked like any other;
 - the coordinator: only Ticks on `sdlc.ticks` (the shell's own timer), never on other topics.
 Any input dated further in the future than the allowed clock skew is refused, so nobody can
@@ -19,8 +20,8 @@ push the coordinator's clock forward and expire other holders' leases.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ from sdlcflow.identity import (
     verify_event,
 )
 from sdlcflow.identity import RejectReason as CredentialReason
+from sdlcflow.identity.credentials import check_revocation
+from sdlcflow.identity.issuers import IssuerRing, IssuersFileError, parse_entries, ring_of
+from sdlcflow.identity.revocation import RevocationFileError, RevocationList, parse_revocations
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +50,10 @@ log = logging.getLogger(__name__)
 CREDENTIALED_KINDS = frozenset({ActorKind.AGENT, ActorKind.HUMAN, ActorKind.OPS})
 # Verified claims kept per token, so a long-lived agent pays for one issuer check only.
 CLAIMS_CACHE_SIZE = 10_000
-# How often (ms of event time) the issuers file's modification time is looked at.
+# How often (ms of event time) the files' modification times are looked at.
 RELOAD_EVERY_MS = 5_000
+REVOCATIONS_ENV = "SDLCFLOW_REVOKED_CREDENTIALS"
+REVOCATIONS_FILE = "revoked-credentials.json"
 _NO_WINDOW = 2**62
 
 
@@ -68,78 +74,143 @@ class Refusal:
 
 def parse_trusted_issuers(text: str, source: str) -> dict[str, Ed25519PublicKey]:
     """Parse the issuers file; errors name the file and the entry that is wrong."""
+    return dict(_parse_ring(text, source).keys)
+
+
+def _parse_ring(text: str, source: str) -> IssuerRing:
     try:
-        body = json.loads(text)
-    except ValueError as exc:
-        raise TrustError(f"{source}: not JSON ({exc}); expected {{key id: public key}}") from None
-    if not isinstance(body, dict):
-        raise TrustError(f"{source}: expected a JSON object {{key id: public key}}")
-    keys: dict[str, Ed25519PublicKey] = {}
-    for key_id, encoded in body.items():
-        if not isinstance(encoded, str):
-            raise TrustError(f"{source}: key {key_id!r} must be a base64url string")
-        try:
-            keys[key_id] = decode_public_key(encoded)
-        except KeyFileError as exc:
-            raise TrustError(f"{source}: key {key_id!r}: {exc}") from None
-    return keys
+        return ring_of(parse_entries(text, source), source)
+    except IssuersFileError as exc:
+        raise TrustError(str(exc)) from None
 
 
-class TrustedIssuers:
-    """The issuer keys from a file, re-read when the file changes (key rotation without restart).
+def default_revocations_file(issuers_file: Path) -> Path:
+    """SDLCFLOW_REVOKED_CREDENTIALS, else `revoked-credentials.json` beside the issuers file."""
+    configured = os.environ.get(REVOCATIONS_ENV, "").strip()
+    return Path(configured) if configured else issuers_file.with_name(REVOCATIONS_FILE)
 
-    A missing file means no issuer is trusted: producers still work, every credential is refused
-    as from an unknown issuer, and a warning says where the file was expected.
-    """
+
+class _WatchedFile:
+    """A file looked at again whenever it is replaced or modified."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._mtime: float | None = None
-        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._stamp: tuple[int, int, int] | None = None  # None: never looked; (-1, ..): missing
+
+    def poll(self) -> tuple[bool, str | None]:
+        """(changed since the last poll, the text or None when the file does not exist)."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            changed, self._stamp = self._stamp != _MISSING, _MISSING
+            return changed, None
+        # inode too: an atomic replace within the clock's granularity still counts as a change
+        stamp = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+        if stamp == self._stamp:
+            return False, None
+        self._stamp = stamp
+        return True, self.path.read_text("utf-8")
+
+
+_MISSING = (-1, -1, -1)
+
+
+class TrustedIssuers:
+    """The issuer keys and the revocation list, re-read when their files change (rotation and
+    revocation without restart).
+
+    A missing issuers file means no issuer is trusted: producers still work, every credential is
+    refused as from an unknown issuer, and a warning says where the file was expected.
+    """
+
+    def __init__(self, path: Path, revocations: Path | None = None) -> None:
+        self.path = path
+        self._issuers_file: _WatchedFile | None = _WatchedFile(path)
+        self._revocations_file: _WatchedFile | None = _WatchedFile(
+            revocations or default_revocations_file(path)
+        )
+        self._ring = IssuerRing({}, {})
+        self.revocations = RevocationList()
         self._checked_at: int | None = None
         self.version = 0
         self.reload()
 
     @classmethod
-    def of(cls, keys: Mapping[str, Ed25519PublicKey]) -> TrustedIssuers:
-        """Fixed keys, no file (tests and benchmarks)."""
+    def of(
+        cls,
+        keys: Mapping[str, Ed25519PublicKey],
+        *,
+        retired_at: Mapping[str, int] | None = None,
+        revocations: RevocationList | None = None,
+    ) -> TrustedIssuers:
+        """Fixed keys and revocations, no files (tests and benchmarks)."""
         issuers = cls.__new__(cls)
         issuers.path = Path("/nonexistent")
-        issuers._mtime = None
-        issuers._keys = dict(keys)
+        issuers._issuers_file = issuers._revocations_file = None
+        issuers._ring = IssuerRing(dict(keys), dict(retired_at or {}))
+        issuers.revocations = revocations or RevocationList()
         issuers._checked_at = None
         issuers.version = 0
         return issuers
 
+    @property
+    def retired_at(self) -> Mapping[str, int]:
+        return self._ring.retired_at
+
     def reload(self) -> None:
-        try:
-            mtime = self.path.stat().st_mtime
-        except FileNotFoundError:
-            if self._keys or self._mtime is None:
-                log.warning(
-                    "no trusted issuers file at %s: every credential will be refused; "
-                    "write {key id: public key} there or set SDLCFLOW_TRUSTED_ISSUERS",
-                    self.path,
-                )
-            if self._keys:
-                self.version += 1
-            self._keys, self._mtime = {}, -1.0
+        """Re-read whichever file changed; raises TrustError on a file that cannot be used."""
+        self._reload_issuers()
+        self._reload_revocations()
+
+    def _reload_issuers(self) -> None:
+        if self._issuers_file is None:
             return
-        if mtime != self._mtime:
-            self._keys = parse_trusted_issuers(self.path.read_text("utf-8"), str(self.path))
-            self._mtime = mtime
-            self.version += 1
-            log.info("trusting issuer keys %s from %s", sorted(self._keys), self.path)
+        changed, text = self._issuers_file.poll()
+        if not changed:
+            return
+        if text is None:
+            log.warning(
+                "no trusted issuers file at %s: every credential will be refused; "
+                "write {key id: public key} there or set SDLCFLOW_TRUSTED_ISSUERS",
+                self.path,
+            )
+            self._ring = IssuerRing({}, {})
+        else:
+            self._ring = _parse_ring(text, str(self.path))
+            log.info(
+                "trusting issuer keys %s (retired: %s) from %s",
+                sorted(self._ring.keys),
+                sorted(self._ring.retired_at),
+                self.path,
+            )
+        self.version += 1
+
+    def _reload_revocations(self) -> None:
+        if self._revocations_file is None:
+            return
+        changed, text = self._revocations_file.poll()
+        if not changed:
+            return
+        source = str(self._revocations_file.path)
+        try:
+            self.revocations = parse_revocations(text, source) if text else RevocationList()
+        except RevocationFileError as exc:
+            raise TrustError(str(exc)) from None
+        log.info(
+            "revocation list %s: %d credentials, %d actors",
+            source,
+            len(self.revocations.credentials),
+            len(self.revocations.actors),
+        )
 
     def keys(self, now_ms: int) -> Mapping[str, Ed25519PublicKey]:
         if self._checked_at is None or now_ms - self._checked_at >= RELOAD_EVERY_MS:
             self._checked_at = now_ms
-            if self._mtime is not None:
-                try:
-                    self.reload()
-                except TrustError:
-                    log.exception("kept the previous trusted issuers; fix %s", self.path)
-        return self._keys
+            try:
+                self.reload()
+            except TrustError:
+                log.exception("kept the previous trusted issuers and revocations; fix the file")
+        return self._ring.keys
 
 
 _DEAD_LETTER_REASONS: dict[CredentialReason, str] = {
@@ -149,7 +220,17 @@ _DEAD_LETTER_REASONS: dict[CredentialReason, str] = {
     CredentialReason.EXPIRED: "credential-expired",
     CredentialReason.NOT_YET_VALID: "credential-not-yet-valid",
     CredentialReason.REVOKED: "credential-revoked",
+    CredentialReason.RETIRED_ISSUER: "credential-issuer-retired",
 }
+_CORE_REASONS: dict[CredentialReason, InputRejection] = {
+    CredentialReason.EXPIRED: InputRejection.SCOPE_EXPIRED,
+    CredentialReason.REVOKED: InputRejection.CREDENTIAL_REVOKED,
+}
+
+
+def _refusal_of(exc: CredentialRejected) -> Refusal:
+    core_reason = _CORE_REASONS.get(exc.reason, InputRejection.MISSING_SCOPE)
+    return Refusal(core_reason, _DEAD_LETTER_REASONS[exc.reason], str(exc))
 
 
 class CredentialGate:
@@ -212,15 +293,15 @@ class CredentialGate:
         try:
             claims = self._verified_claims(token, now_ms)
         except CredentialRejected as exc:
-            core_reason = (
-                InputRejection.SCOPE_EXPIRED
-                if exc.reason is CredentialReason.EXPIRED
-                else InputRejection.MISSING_SCOPE
-            )
-            return Refusal(core_reason, _DEAD_LETTER_REASONS[exc.reason], str(exc))
+            return _refusal_of(exc)
         refusal = self._check_claims(event, claims, now_ms)
         if refusal is not None:
             return refusal
+        revocations = self.issuers.revocations
+        try:
+            check_revocation(claims, revocations.credentials, revocations.actors)
+        except CredentialRejected as exc:
+            return _refusal_of(exc)
         if envelope.actor.kind in CREDENTIALED_KINDS:
             refusal = self._check_signature(event, claims)
             if refusal is not None:
@@ -237,7 +318,9 @@ class CredentialGate:
         if claims is None:
             # shape, issuer and signature only: an unbounded leeway disables the window check,
             # which `_check_claims` makes against the event's time on every use
-            claims = verify_claims(token, keys, 0, leeway_ms=_NO_WINDOW)
+            claims = verify_claims(
+                token, keys, 0, retired_keys=self.issuers.retired_at, leeway_ms=_NO_WINDOW
+            )
             if len(self._claims) >= CLAIMS_CACHE_SIZE:
                 self._claims.clear()
             self._claims[token] = claims
