@@ -34,6 +34,7 @@ from sdlcflow.core.events import (
     RevokeReason,
     TaskContract,
     VerifiedState,
+    reviewer_group_capability,
 )
 from sdlcflow.core.expr import evaluate
 from sdlcflow.core.planner import Template, plan
@@ -567,7 +568,9 @@ def _advance(run: _Run, change_id: str) -> None:
         if _is_approval(contract):
             run.emit(
                 ev.ApprovalRequested(
-                    contract.approvals_required, change.state, change.evidence_digest
+                    max(contract.approvals_required, change.policy_approvals),
+                    change.state,
+                    change.evidence_digest,
                 ),
                 change_id,
                 task_id,
@@ -681,6 +684,11 @@ def gate_problem(change: ChangeState, task: TaskState) -> str:
         exact = _is_approval(ancestor.contract)
         if verified is None or not verifies(verified, state, exact=exact):
             return f"{ancestor.contract.step} verified a different state than {state.head_sha}"
+        if exact and len(set(ancestor.approvers)) < change.policy_approvals:
+            return (
+                f"{ancestor.contract.step} has {len(set(ancestor.approvers))} distinct "
+                f"approval(s); the policy demands {change.policy_approvals}"
+            )
     return ""
 
 
@@ -802,6 +810,42 @@ def _on_tick(run: _Run, _event: Event) -> None:
                 _expire(run, change_id, task)
             elif task.status is TaskStatus.RETRY_WAIT and (task.retry_due or 0) <= run.now:
                 _offer(run, change_id, task, OfferReason.RETRY, task.attempt + 1)
+            elif task.status is TaskStatus.AWAITING_APPROVAL:
+                _approval_timeout(run, change_id, task)
+
+
+def _approval_timeout(run: _Run, change_id: str, task: TaskState) -> None:
+    """An approval not given within the task's timeout goes to the escalation group; one not
+    given within a second timeout (or with no group to ask) blocks the change."""
+    contract = task.contract
+    if task.requested_at <= 0:
+        return  # requested before timeouts were recorded: no time to measure from
+    if task.escalated_to:
+        if run.now < task.escalated_at + contract.timeout_ms:
+            return
+        reason = (
+            f"{contract.step} not approved within {contract.timeout_ms} ms "
+            f"after escalation to {task.escalated_to}"
+        )
+        _close(run, change_id, Outcome.BLOCKED, f"approval timed out: {reason}", contract.id)
+        return
+    if run.now < task.requested_at + contract.timeout_ms:
+        return
+    if not contract.escalate_to:
+        reason = f"{contract.step} not approved within {contract.timeout_ms} ms"
+        _close(run, change_id, Outcome.BLOCKED, f"approval timed out: {reason}", contract.id)
+        return
+    run.emit(
+        ev.EscalationRaised(
+            f"{contract.step} not approved within {contract.timeout_ms} ms; "
+            f"escalated to reviewer group {contract.escalate_to}",
+            ev.Severity.WARNING,
+            contract.id,
+            contract.escalate_to,
+        ),
+        change_id,
+        contract.id,
+    )
 
 
 def _expire(run: _Run, change_id: str, task: TaskState) -> None:
@@ -908,7 +952,12 @@ def _on_task_succeeded(run: _Run, event: Event) -> None:
         state = run.state.changes[change_id].state
         run.emit(
             ev.PolicyEvaluated(
-                outcome.decision, outcome.enforced, state, outcome.evidence_digest, outcome.reasons
+                outcome.decision,
+                outcome.enforced,
+                state,
+                outcome.evidence_digest,
+                outcome.reasons,
+                outcome.required_approvals,
             ),
             change_id,
             contract.id,
@@ -1032,8 +1081,11 @@ def _approval_task(
     if not _is_approval(task.contract) or task.status is not TaskStatus.AWAITING_APPROVAL:
         run.reject(InputRejection.NOT_AWAITING_APPROVAL, f"task is {task.status.value}")
         return None
-    if scope is None or REVIEW_CAPABILITY not in scope.capabilities:
-        run.reject(InputRejection.NOT_A_REVIEWER, f"credential lacks {REVIEW_CAPABILITY!r}")
+    if scope is None or not _may_review(scope, task):
+        wanted = repr(REVIEW_CAPABILITY)
+        if task.escalated_to:
+            wanted += f" or {reviewer_group_capability(task.escalated_to)!r}"
+        run.reject(InputRejection.NOT_A_REVIEWER, f"credential lacks {wanted}")
         return None
     if actor == change.submitted_by:
         run.reject(InputRejection.NOT_A_REVIEWER, "authors cannot approve their own change")
@@ -1045,6 +1097,20 @@ def _approval_task(
         )
         return None
     return change, task
+
+
+def _may_review(scope: ev.ActorScope, task: TaskState) -> bool:
+    """Reviewers may approve; once escalated, so may the members of the escalation group."""
+    if REVIEW_CAPABILITY in scope.capabilities:
+        return True
+    group = task.escalated_to
+    return bool(group) and reviewer_group_capability(group) in scope.capabilities
+
+
+def approvals_needed(task: TaskState) -> int:
+    """Distinct signatures an approval task needs: the template's count or what the policy
+    demanded when the approval was requested, whichever is more."""
+    return max(task.approvals_needed, task.contract.approvals_required)
 
 
 def _on_approval_signed(run: _Run, event: Event) -> None:
@@ -1059,14 +1125,13 @@ def _on_approval_signed(run: _Run, event: Event) -> None:
         return
     contract = task.contract
     count = len(task.approvers) + 1
+    needed = approvals_needed(task)
     run.emit(
-        ev.ApprovalAccepted(
-            approver, count, contract.approvals_required, p.state, p.evidence_digest
-        ),
+        ev.ApprovalAccepted(approver, count, needed, p.state, p.evidence_digest),
         change.change_id,
         contract.id,
     )
-    if count < contract.approvals_required:
+    if count < needed:
         return
     approvers = (*task.approvers, approver)
     run.emit(

@@ -82,6 +82,13 @@ class ActorScope:
 # The capability that makes a human a reviewer whose signatures count toward approvals.
 REVIEW_CAPABILITY = "approval"
 
+
+def reviewer_group_capability(group: str) -> str:
+    """The capability naming a reviewer group, e.g. `approval:security-leads`: its members may
+    approve a task once the task's approval has been escalated to that group."""
+    return f"{REVIEW_CAPABILITY}:{group}"
+
+
 # --------------------------------------------------------------------------------------------
 # Value objects shared by payloads
 
@@ -161,6 +168,9 @@ class TaskContract:
     compensation: str | None
     gate: bool = False
     required: bool = True
+    # the reviewer group an approval task escalates to when its timeout passes unapproved;
+    # empty: the timeout blocks the change straight away
+    escalate_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,7 @@ class PolicyOutcome:
     policy_revision: str
     evidence_digest: str
     reasons: tuple[str, ...] = ()
+    required_approvals: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,6 +393,7 @@ class PolicyModeChanged:
 
     policy: str
     enforced: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -585,6 +597,8 @@ class EscalationRaised:
     reason: str
     severity: Severity
     subject: str
+    # the reviewer group now asked to decide an approval that timed out (empty otherwise)
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -594,6 +608,8 @@ class PolicyEvaluated:
     state: VerifiedState
     evidence_digest: str
     reasons: tuple[str, ...]
+    # distinct signed approvals the decision demands before promotion (REVIEW only)
+    required_approvals: int = 0
 
 
 @dataclass(frozen=True)

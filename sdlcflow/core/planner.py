@@ -21,7 +21,9 @@ A template:
 Step keys: id, capability, needs, when, timeout (ms or "30s"/"10m"/"1h"), authority
 (agent/human/ops), approvals, max_attempts, backoff {base, max, jitter}, compensation,
 outputs {paths, resources, environments} (the token `$change` expands to the change's own
-paths/resources/environments), preconditions, gate (a promotion step), required.
+paths/resources/environments), preconditions, gate (a promotion step), required,
+escalate_to (an approval step's second reviewer group, asked once `timeout` passes unapproved;
+a second timeout blocks the change).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from sdlcflow.core.codec import canonical_json
+from sdlcflow.core.codec import canonical_json, to_plain
 from sdlcflow.core.events import (
     ArtifactRef,
     Authority,
@@ -82,6 +84,7 @@ _STEP_KEYS = frozenset(
         "preconditions",
         "gate",
         "required",
+        "escalate_to",
         "description",
     }
 )
@@ -112,6 +115,12 @@ class StepSpec:
     preconditions: tuple[str, ...]
     gate: bool
     required: bool
+    escalate_to: str = ""
+
+
+# Optional step fields added after the first release: left at their default they stay out of
+# a template's digest, so templates that do not use them keep the digest they always had.
+_DIGEST_OPTIONAL = {"escalate_to": ""}
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,11 @@ class Template:
     @cached_property
     def digest(self) -> str:
         """sha256 of the canonical form: two templates with equal digests plan identically."""
-        body = canonical_json({"name": self.name, "steps": self.steps})
+        steps = [
+            {k: v for k, v in step.items() if k not in _DIGEST_OPTIONAL or v != _DIGEST_OPTIONAL[k]}
+            for step in to_plain(self.steps)
+        ]
+        body = canonical_json({"name": self.name, "steps": steps})
         return hashlib.sha256(body).hexdigest()
 
 
@@ -213,6 +226,7 @@ def _parse_step(
         preconditions=_strings(raw.get("preconditions", ()), where, "preconditions", problems),
         gate=bool(raw.get("gate", False)),
         required=bool(raw.get("required", True)),
+        escalate_to=_group(raw.get("escalate_to", ""), where, problems),
     )
     if (
         step.authority is Authority.HUMAN
@@ -220,7 +234,22 @@ def _parse_step(
         and step.approvals_required < 1
     ):
         problems.append(f"{where}: a human approval step needs 'approvals' >= 1")
+    if step.escalate_to and step.approvals_required < 1:
+        problems.append(f"{where}: 'escalate_to' applies to approval steps ('approvals' >= 1)")
     return step if isinstance(step_id, str) or len(problems) == before else None
+
+
+_GROUP = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+
+
+def _group(raw: Any, where: str, problems: list[str]) -> str:
+    """A reviewer group name (it becomes the credential capability `approval:<group>`)."""
+    if raw in ("", None):
+        return ""
+    if not isinstance(raw, str) or not _GROUP.match(raw):
+        problems.append(f"{where}: 'escalate_to' must be a group name matching {_GROUP.pattern}")
+        return ""
+    return raw
 
 
 def _check_graph(steps: list[StepSpec], source: str, problems: list[str]) -> None:
@@ -345,6 +374,7 @@ def _contract(
         compensation=step.compensation,
         gate=step.gate,
         required=step.required,
+        escalate_to=step.escalate_to,
     )
 
 

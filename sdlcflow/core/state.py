@@ -85,6 +85,12 @@ class TaskState:
     approvers: tuple[str, ...] = ()
     evidence_digest: str = ""
     completions: int = 0
+    # an approval task: signatures needed (template and policy), when it was requested, and
+    # the reviewer group it was escalated to when its timeout passed (with when)
+    approvals_needed: int = 0
+    requested_at: int = 0
+    escalated_to: str = ""
+    escalated_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class ChangeState:
     policy_decision: str = ""
     policy_enforced: bool = False
     evidence_digest: str = ""
+    policy_approvals: int = 0
     processed: frozenset[str] = frozenset()
 
 
@@ -279,6 +286,7 @@ def _apply_revised(state: RepoState, event: Event) -> RepoState:
         policy_decision="",
         policy_enforced=False,
         evidence_digest="",
+        policy_approvals=0,
     )
     return _put_change(state, revised)
 
@@ -382,6 +390,7 @@ def _apply_policy(state: RepoState, event: Event) -> RepoState:
         policy_decision=p.decision.value,
         policy_enforced=p.enforced,
         evidence_digest=p.evidence_digest,
+        policy_approvals=p.required_approvals,
     )
     return _put_change(state, change)
 
@@ -394,7 +403,19 @@ def _apply_approval_requested(state: RepoState, event: Event) -> RepoState:
         status=TaskStatus.AWAITING_APPROVAL,
         evidence_digest=p.evidence_digest,
         approvers=(),
+        approvals_needed=p.required,
+        requested_at=event.envelope.occurred_at,
+        escalated_to="",
+        escalated_at=0,
     )
+
+
+def _apply_escalation(state: RepoState, event: Event) -> RepoState:
+    """An escalation naming a reviewer group hands an awaiting approval task to that group."""
+    p: ev.EscalationRaised = event.payload  # type: ignore[assignment]
+    if not p.group:
+        return state
+    return _task_update(event, state, escalated_to=p.group, escalated_at=event.envelope.occurred_at)
 
 
 def _apply_approval_accepted(state: RepoState, event: Event) -> RepoState:
@@ -462,7 +483,7 @@ APPLIERS: dict[type, Applier] = {
     ev.ResultRejected: _noop,
     ev.RetryScheduled: _apply_retry,
     ev.TaskDeadLettered: _apply_status(TaskStatus.DEAD),
-    ev.EscalationRaised: _noop,
+    ev.EscalationRaised: _apply_escalation,
     ev.PolicyEvaluated: _apply_policy,
     ev.ApprovalRequested: _apply_approval_requested,
     ev.ApprovalAccepted: _apply_approval_accepted,
