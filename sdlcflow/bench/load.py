@@ -131,9 +131,11 @@ class LoadGenerator:
         if self.system.wait_finished(first, timeout_s):
             raise LoadError(f"{self.system.name}: the first change did not finish in {timeout_s} s")
 
-    def run(self) -> dict[str, Any]:
+    def run(self, *, probe: bool = True) -> dict[str, Any]:
+        """Warm up, then measure; `probe` first proves the system serves (once per system)."""
         spec = self.spec
-        self.probe()
+        if probe:
+            self.probe()
         if spec.rate is None:
             warm = self._blast(max(1, spec.blast_changes // 5), measured=False)
             self.system.wait_finished(warm, spec.drain_timeout_s)

@@ -45,12 +45,16 @@ class SdlcflowSystem:
         latency_ms: float = 0.0,
         mix: MixSpec | None = None,
         audit: bool = True,
+        partitions: int | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.workdir = workdir
         self.procs = procs
         self.workers = workers
         self.audit = audit
+        self.env = {"SDLCFLOW_KAFKA_BOOTSTRAP": bootstrap}
+        if partitions is not None:
+            self.env["SDLCFLOW_PARTITIONS"] = str(partitions)
         self.mix = mix or MixSpec()
         self.record = RunRecord()
         run = uuid.uuid4().hex[:8]
@@ -94,7 +98,7 @@ class SdlcflowSystem:
                     "--trusted-issuers", str(trust),
                     "--repos", f"{self.prefix}*",
                 ],
-                {"SDLCFLOW_KAFKA_BOOTSTRAP": self.bootstrap},
+                self.env,
             )  # fmt: skip
         self._start_agents()
         if self.audit:
@@ -102,7 +106,7 @@ class SdlcflowSystem:
             self.procs.start(
                 "audit-sink",
                 ["-m", "sdlcflow.cli", "audit", "sink", "--group", self.audit_group],
-                {"SDLCFLOW_KAFKA_BOOTSTRAP": self.bootstrap},
+                self.env,
             )
         self.observer = DecisionObserver(self.bootstrap, self.prefix, self.record, self.approver)
 
@@ -128,7 +132,7 @@ class SdlcflowSystem:
                 "--stats-out", str(self.workdir / "agents-stats.json"),
             ],
             {
-                "SDLCFLOW_KAFKA_BOOTSTRAP": self.bootstrap,
+                **self.env,
                 CREDENTIAL_ENV: self.agent.credential,
                 KEY_ENV: str(key_file),
             },
@@ -151,8 +155,8 @@ class SdlcflowSystem:
 
     # audit ----------------------------------------------------------------------------------
 
-    def audit_lag(self) -> int:
-        """Records on the audited topics the run's sink has not committed yet."""
+    def _audit_offsets(self) -> tuple[int, int]:
+        """(committed by the run's sink, end of log) summed over the audited topics."""
         topics = audited_topics(self.bootstrap)
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.audit_group})
         try:
@@ -163,14 +167,23 @@ class SdlcflowSystem:
                 if t in metadata
                 for p in metadata[t].partitions
             ]
-            committed = consumer.committed(parts, timeout=10)
-            lag = 0
-            for tp in committed:
+            committed = end = 0
+            for tp in consumer.committed(parts, timeout=10):
                 _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                lag += max(0, high - max(tp.offset, 0))
-            return lag
+                committed += max(tp.offset, 0)
+                end += high
+            return committed, end
         finally:
             consumer.close()
+
+    def audit_lag(self) -> int:
+        """Records on the audited topics the run's sink has not committed yet."""
+        committed, end = self._audit_offsets()
+        return max(0, end - committed)
+
+    def audit_committed(self) -> int:
+        """Records the run's sink has written and committed so far, over all audited topics."""
+        return self._audit_offsets()[0]
 
     def audit_catch_up(self, timeout_s: float) -> dict[str, Any]:
         """After the load: the lag left, and how long the sink took to write it all."""
