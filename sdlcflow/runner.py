@@ -13,11 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sdlcflow.cli import LazyGroup
+from sdlcflow.observability import logs
+from sdlcflow.observability import service as observability
 
 if TYPE_CHECKING:
     from sdlcflow.processors.config import ProcessorConfig
@@ -95,6 +97,7 @@ def run() -> None:
     envvar="SDLCFLOW_LOGLEVEL",
     help="Log level of the worker.",
 )
+@observability.options
 def processors(
     workers: int,
     store: str | None,
@@ -105,6 +108,9 @@ def processors(
     lease_ttl_ms: int | None,
     repos: str | None,
     loglevel: str,
+    metrics_port: int | None,
+    log_format: str,
+    log_sample_rate: float,
 ) -> None:
     """Run the coordinator: decide on change requests, agent events and ticks."""
     from sdlcflow.processors.config import ProcessorConfig, parse_store
@@ -118,32 +124,56 @@ def processors(
         lease_ttl_ms=lease_ttl_ms,
         repos=tuple(p for p in repos.split(",") if p) if repos else None,
     )
+    logging = logs.dict_config(log_format, level=loglevel, success_sample_rate=log_sample_rate)
     if workers == 1:
-        _run_worker(config, loglevel)
+        _run_worker(config, loglevel, logging, metrics_port)
     else:
-        sys.exit(_supervise(config, workers, loglevel))
+        env = {"SDLCFLOW_LOG_FORMAT": log_format, "SDLCFLOW_LOG_SAMPLE_RATE": str(log_sample_rate)}
+        sys.exit(_supervise(config, workers, loglevel, metrics_port, env))
 
 
-def _run_worker(config: ProcessorConfig, loglevel: str) -> None:
+def _run_worker(
+    config: ProcessorConfig, loglevel: str, logging: dict[str, Any], metrics_port: int | None
+) -> None:
     """One faust worker in this process (returns when it is stopped)."""
     import faust
 
+    from sdlcflow.observability.collectors import watch_leases
     from sdlcflow.processors.shell import create_app
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(config)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    engine = app.coordinator_shell.engine  # type: ignore[attr-defined]
+    watch_leases(lambda: list(engine._states.values()))
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=logging)
+    with observability.observed(
+        "sdlcflow-processors",
+        metrics_port=metrics_port,
+        bootstrap=config.bootstrap,
+        groups=[config.app_id],
+    ):
+        worker.execute_from_commandline()
 
 
-def _supervise(config: ProcessorConfig, workers: int, loglevel: str) -> int:
-    """Start `workers` single-worker processes, forward signals, return the first failure."""
+def _supervise(
+    config: ProcessorConfig,
+    workers: int,
+    loglevel: str,
+    metrics_port: int | None,
+    log_env: dict[str, str],
+) -> int:
+    """Start `workers` single-worker processes, forward signals, return the first failure.
+
+    Worker n serves its metrics on `metrics_port + n` (each a port of its own).
+    """
     children: list[subprocess.Popen[bytes]] = []
     for number in range(workers):
-        env = {**os.environ, **config.env()}
+        env = {**os.environ, **config.env(), **log_env}
         env["SDLCFLOW_PROCESSORS_DATA_DIR"] = str(config.data_dir / f"worker-{number}")
         command = [sys.executable, "-m", "sdlcflow.cli", "run", "processors"]
         command += ["--workers", "1", "--loglevel", loglevel]
+        if metrics_port:
+            command += ["--metrics-port", str(metrics_port + number)]
         children.append(subprocess.Popen(command, env=env, preexec_fn=_die_with_parent))
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -4,6 +4,10 @@ Every sdlcflow event carries a trace id in its envelope; the same trace also tra
 Kafka `traceparent` header so that tracing tools that never decode Avro can still follow a change
 across topics. Format (https://www.w3.org/TR/trace-context/#traceparent-header):
 `00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`.
+
+When an OpenTelemetry span of the same trace is current (`sdlcflow.observability.spans`), the
+span id a published record carries is that span's, so the consumer's span becomes its child;
+otherwise it is a fresh random id, as before.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+
+from opentelemetry import trace as otel_trace
 
 from sdlcflow.errors import SdlcflowError
 
@@ -49,7 +55,18 @@ class TraceContext:
 
     def child(self) -> TraceContext:
         """The context of a new span in the same trace (a message caused by this one)."""
-        return TraceContext(self.trace_id, new_span_id(), self.sampled)
+        return active_context(self.trace_id) or TraceContext(
+            self.trace_id, new_span_id(), self.sampled
+        )
+
+
+def active_context(trace_id: str) -> TraceContext | None:
+    """The current OpenTelemetry span as a context, when one is recording in `trace_id`."""
+    span = otel_trace.get_current_span()
+    context = span.get_span_context()
+    if not span.is_recording() or f"{context.trace_id:032x}" != trace_id:
+        return None
+    return TraceContext(trace_id, f"{context.span_id:016x}")
 
 
 def new_trace_id() -> str:
@@ -104,5 +121,6 @@ def parse_traceparent(header: str | bytes) -> TraceContext:
 
 
 def context_for_trace(trace_id: str) -> TraceContext:
-    """A fresh span in the given trace; used when only the envelope's trace id is known."""
-    return TraceContext(check_trace_id(trace_id), new_span_id())
+    """The current span of the given trace (see `active_context`), else a fresh span id in it;
+    used when only the envelope's trace id is known."""
+    return active_context(trace_id) or TraceContext(check_trace_id(trace_id), new_span_id())

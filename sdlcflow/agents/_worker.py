@@ -50,6 +50,7 @@ from sdlcflow.agents._transport import (
 )
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import Envelope, Event, Payload, VerifiedState
+from sdlcflow.observability.spans import handling
 from sdlcflow.settings import Settings
 from sdlcflow.streams.consumer import Delivery, Refusal, consumer_config
 from sdlcflow.streams.deadletter import dead_letter_event
@@ -354,7 +355,9 @@ class Worker:
             entry = queue.popleft()
             delivery = entry.delivery
             try:
-                await self._take(entry)
+                name, agent_id = f"agent {entry.offer.contract.capability}", self.identity.actor_id
+                with handling(name, delivery.event.envelope, delivery.trace, agent_id=agent_id):
+                    await self._take(entry)
             except asyncio.CancelledError:
                 queue.appendleft(entry)
                 raise

@@ -12,6 +12,9 @@ import click
 from sdlcflow.agents._decorator import AgentDefinition, definition_of
 from sdlcflow.agents._errors import AgentDefinitionError, AgentError
 from sdlcflow.agents._worker import Worker
+from sdlcflow.observability import logs
+from sdlcflow.observability import service as observability
+from sdlcflow.observability.collectors import watch_worker
 
 BINDINGS_MODULE = "sdlcflow.agents.bindings"
 
@@ -56,6 +59,7 @@ def resolve_agents(target: str) -> list[AgentDefinition]:
     help="Seconds running tasks may finish on SIGTERM before their leases are released.",
 )  # fmt: skip
 @click.option("--verbose", "-v", is_flag=True, help="Log every lease and result.")
+@observability.options
 def agent(
     target: str,
     concurrency: int,
@@ -63,12 +67,16 @@ def agent(
     bootstrap: str | None,
     drain_timeout: float,
     verbose: bool,
+    metrics_port: int | None,
+    log_format: str,
+    log_sample_rate: float,
 ) -> None:
     """Run the agent TARGET: a reference capability (lint, test, merge, deploy, ...) or
     `module:object`. Identity comes from SDLCFLOW_AGENT_CREDENTIAL and SDLCFLOW_AGENT_KEY."""
-    logging.basicConfig(
+    logs.configure(
+        log_format,
         level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        success_sample_rate=log_sample_rate,
     )
     try:
         definitions = resolve_agents(target)
@@ -76,7 +84,17 @@ def agent(
             definitions, bootstrap=bootstrap, concurrency=concurrency, group_id=group_id,
             drain_timeout_s=drain_timeout,
         )  # fmt: skip
-        asyncio.run(_serve(worker))
+        with observability.observed(
+            "sdlcflow-agent",
+            metrics_port=metrics_port,
+            bootstrap=worker.bootstrap,
+            groups=[worker.group_id],
+        ):
+            unwatch = watch_worker(worker)
+            try:
+                asyncio.run(_serve(worker))
+            finally:
+                unwatch()
     except AgentError as exc:
         raise click.ClickException(str(exc)) from exc
 

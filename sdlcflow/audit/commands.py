@@ -22,6 +22,9 @@ from sdlcflow.audit.queries import AuditReader
 from sdlcflow.audit.store import AuditStore, connect, connect_when_up
 from sdlcflow.audit.windows import WindowError, parse_instant
 from sdlcflow.errors import SdlcflowError
+from sdlcflow.observability import logs
+from sdlcflow.observability import service as observability
+from sdlcflow.observability.collectors import watch_sink
 from sdlcflow.settings import Settings
 from sdlcflow.streams.wire import event_types
 
@@ -114,6 +117,7 @@ def audit() -> None:
     help="Exit after S seconds without records (default: run until Ctrl-C).",
 )
 @_JSON
+@observability.options
 def sink(
     bootstrap: str,
     group: str,
@@ -121,11 +125,14 @@ def sink(
     max_in_flight: int,
     idle_exit: float | None,
     as_json: bool,
+    metrics_port: int | None,
+    log_format: str,
+    log_sample_rate: float,
 ) -> None:
     """Store every event of every sdlc.* topic in Cassandra, exactly once (Ctrl-C to stop)."""
     from sdlcflow.audit.sink import AuditSink
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(log_format, level=logging.INFO, success_sample_rate=log_sample_rate)
     settings = Settings.from_env()
     connected = connect_when_up(settings, threading.Event(), timeout_s=None)
     if connected is None:
@@ -133,8 +140,17 @@ def sink(
     cluster, session = connected
     try:
         store = AuditStore(session, settings.keyspace, max_in_flight=max_in_flight)
-        with AuditSink(store, bootstrap=bootstrap, group_id=group, batch_size=batch) as running:
-            stats = running.run(idle_timeout=idle_exit)
+        with (
+            observability.observed(
+                "sdlcflow-audit", metrics_port=metrics_port, bootstrap=bootstrap, groups=[group]
+            ),
+            AuditSink(store, bootstrap=bootstrap, group_id=group, batch_size=batch) as running,
+        ):
+            unwatch = watch_sink(running)
+            try:
+                stats = running.run(idle_timeout=idle_exit)
+            finally:
+                unwatch()
     except SdlcflowError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

@@ -31,6 +31,7 @@ from sdlcflow.audit.store import AuditStore
 from sdlcflow.audit.writes import Row, group_writes, rows_of
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
 from sdlcflow.errors import SdlcflowError
+from sdlcflow.observability import spans
 from sdlcflow.streams.consumer import (
     Delivery,
     Refusal,
@@ -46,6 +47,7 @@ from sdlcflow.streams.deadletter import (
 from sdlcflow.streams.producer import DeliveryError, EventPublisher
 from sdlcflow.streams.topics import DEAD_LETTER, TASKS_PREFIX, catalog
 from sdlcflow.streams.wire import EventCodec
+from sdlcflow.tracing import TraceContext
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,7 @@ class _Batch:
     timestamps: list[int] = field(default_factory=list)
     events: int = 0
     skipped: int = 0
+    traced: list[tuple[Envelope, TraceContext | None]] = field(default_factory=list)
 
 
 class AuditSink:
@@ -224,6 +227,7 @@ class AuditSink:
 
     def _process(self, messages: list[Message]) -> bool:
         """Store one batch and commit it; False when stopped before it was acknowledged."""
+        started_ns = time.time_ns()
         batch = self._prepare(messages)
         if batch.letters and not self._publish_letters(batch.letters):
             return False
@@ -231,6 +235,8 @@ class AuditSink:
             return False
         now_ms = int(time.time() * 1000)
         self._commit(batch.offsets)
+        for envelope, trace in batch.traced:  # one span per event stored (when tracing is on)
+            spans.record_span("audit store", envelope, trace, started_ns, time.time_ns())
         self.stats.note_lag(batch.timestamps, now_ms)
         self.stats.consumed += len(messages)
         self.stats.stored += batch.events
@@ -271,6 +277,8 @@ class AuditSink:
 
     def _add_delivery(self, delivery: Delivery, message: Message, batch: _Batch) -> None:
         origin = Origin(delivery.topic, delivery.partition, delivery.offset, delivery.timestamp)
+        if spans.enabled():
+            batch.traced.append((delivery.event.envelope, delivery.trace))
         self._add(delivery.event, message.value() or b"", origin, batch)
 
     def _add(self, event: Event, avro: bytes, origin: Origin, batch: _Batch) -> None:

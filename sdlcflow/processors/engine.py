@@ -28,6 +28,7 @@ from sdlcflow.core.decider import COORDINATOR as COORDINATOR_ACTOR
 from sdlcflow.core.decider import CoreConfig, derive_id, handle
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
 from sdlcflow.core.state import RepoState, TaskStatus, evolve
+from sdlcflow.observability.spans import event_span
 from sdlcflow.processors.routing import topics_for
 from sdlcflow.processors.storage import Outbound, StoredRepo
 from sdlcflow.processors.trust import CredentialGate, Refusal
@@ -136,6 +137,7 @@ class BatchResult:
     outbound: list[Outbound] = field(default_factory=list)
     slots: dict[str, Slot] = field(default_factory=dict)
     index: dict[int, frozenset[str]] = field(default_factory=dict)
+    emitted: list[Event] = field(default_factory=list)  # the decisions, for metrics
     decisions: int = 0
     grants: int = 0
     dead_letters: int = 0
@@ -310,7 +312,8 @@ class _BatchRun:
         if isinstance(event.payload, ev.Tick) and event.envelope.repo.startswith(TICK_REPO_PREFIX):
             self._tick(record, admitted, trace)
         else:
-            self._decide(record, admitted, event.envelope.repo, trace)
+            with event_span(f"coordinator {event.envelope.type}", event.envelope, trace):
+                self._decide(record, admitted, event.envelope.repo, trace)
 
     def _served(self, key: bytes | None) -> bool:
         repo = key.decode("utf-8", "replace") if key is not None else ""
@@ -394,6 +397,7 @@ class _BatchRun:
             for topic in topics_for(decision, after, before):
                 self._emit(slot, Outbound(topic, key, value, headers))
             self.result.decisions += 1
+            self.result.emitted.append(decision)
             if isinstance(decision.payload, ev.LeaseGranted):
                 self.result.grants += 1
             elif isinstance(decision.payload, ev.EventRejected):

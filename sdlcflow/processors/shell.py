@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 import weakref
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,7 @@ from sdlcflow.core.decider import CoreConfig
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, Tick
 from sdlcflow.core.planner import load_templates, packaged_template_texts
 from sdlcflow.infra.topics import ensure_topics
+from sdlcflow.observability.decisions import BatchObserver
 from sdlcflow.processors.config import ProcessorConfig, StoreKind
 from sdlcflow.processors.engine import (
     INPUT_TOPICS,
@@ -105,6 +107,7 @@ class CoordinatorShell:
         self.actor = Actor(ActorKind.COORDINATOR, config.app_id)
         self._tick_sequence = 0
         self._events: dict[int, EventT[bytes]] = {}
+        self.observer = BatchObserver("processors")
 
     # ---------------------------------------------------------------- the agent's batch
 
@@ -112,6 +115,7 @@ class CoordinatorShell:
         """Process one batch: decide, write tables, flush the changelog, publish, then ack."""
         self._events = {event.message.partition: event for event in events}
         pending = [_inbound(event) for event in events]
+        started = time.perf_counter()
         while pending:
             result = self.engine.process(pending, self._load, self._load_index)
             if result.slots or result.index:
@@ -119,6 +123,8 @@ class CoordinatorShell:
                 await self.app.producer.flush()  # the changelog holds the outbox first
             await self.publisher.publish(result.outbound)
             self.engine.commit(result)
+            elapsed, started = time.perf_counter() - started, time.perf_counter()
+            self.observer.observe(result.emitted, result.consumed, result.dead_letters, elapsed)
             pending = pending[result.consumed :]
 
     def _load(self, repo: str, partition: int) -> StoredRepo | None:
