@@ -22,13 +22,15 @@ install: $(STAMP)
 
 # Debian packages: Java 17 and Maven run the local Kafka and Cassandra (Cassandra 5.0 needs
 # exactly Java 17); Chromium and its driver drive the reviewer console in the browser tests;
-# PostgreSQL is the lease-table baseline of `sdlcflow bench` (and its integration tests).
+# PostgreSQL is the lease-table baseline of `sdlcflow bench` (and its integration tests);
+# promtool (Debian's prometheus) checks and unit-tests the alert rules in infra/prometheus.
 sysdeps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	[ -n "$$SDLCFLOW_JAVA_HOME" ] || ls /usr/lib/jvm/*-17-*/bin/java >/dev/null 2>&1 \
 	  || missing="$$missing openjdk-17-jdk-headless"; \
 	if [ -n "$$missing" ]; then \
