@@ -52,7 +52,7 @@ class DecisionRefused(SdlcflowError):
     """The decision was not sent: the approval is decided, stale, or its evidence is missing."""
 
 
-def _read_claims(token: str) -> CredentialClaims:
+def read_claims(token: str) -> CredentialClaims:
     parts = token.strip().split(".")
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         raise ReviewerError(
@@ -107,7 +107,7 @@ class Reviewer:
         except KeyFileError as exc:
             raise ReviewerError(f"bad key file: {exc}") from None
         token = read_credential(credential)
-        claims = _read_claims(token)
+        claims = read_claims(token)
         if claims.kind is not ActorKind.HUMAN:
             raise ReviewerError(
                 f"the credential is for a {claims.kind.value}; reviewers need a human credential"

@@ -194,6 +194,9 @@ class PolicyOutcome:
     evidence_digest: str
     reasons: tuple[str, ...] = ()
     required_approvals: int = 0
+    # the input document and the bundle's whole decision as JSON ({"input": .., "decision": ..}),
+    # so `policy backtest --since` can re-evaluate it from the audit store; "" when not kept
+    evaluation: str = ""
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,16 +8,19 @@ Blocked means anything but PASS: FAIL stops the change, REVIEW stops it until hu
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from sdlcflow.audit.model import AuditRow
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.policy.decision import BundleDecision, Outcome
 from sdlcflow.policy.engine import PolicyEngine
@@ -39,9 +42,25 @@ class RecordedDecision:
 
 
 class InputSource(Protocol):
-    """Where recorded decisions come from: a JSONL file now, the audit store later."""
+    """Where recorded decisions come from: a JSONL file or the audit store."""
 
     def records(self, since_ms: int | None) -> Iterator[RecordedDecision]: ...
+
+
+def parse_record(text: str, where: str) -> RecordedDecision:
+    """One `{"input": {...}, "decision": {...}, "recorded_at": ms}` object; errors name `where`."""
+    try:
+        row = json.loads(text)
+        return RecordedDecision(
+            input=PolicyInput.model_validate(row["input"]).document(),
+            decision=BundleDecision.model_validate(row["decision"]),
+            recorded_at=int(row.get("recorded_at", 0)),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise BacktestInputError(
+            f"{where}: not a recorded decision ({exc}); each record needs "
+            '{"input": {...}, "decision": {...}, "recorded_at": <ms>}'
+        ) from None
 
 
 class JsonlInputSource:
@@ -55,23 +74,58 @@ class JsonlInputSource:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
-                record = self._parse(line, number)
+                record = parse_record(line, f"{self.path}:{number}")
                 if since_ms is None or record.recorded_at >= since_ms:
                     yield record
 
-    def _parse(self, line: str, number: int) -> RecordedDecision:
-        try:
-            row = json.loads(line)
-            return RecordedDecision(
-                input=PolicyInput.model_validate(row["input"]).document(),
-                decision=BundleDecision.model_validate(row["decision"]),
-                recorded_at=int(row.get("recorded_at", 0)),
-            )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as exc:
+
+class AuditRows(Protocol):
+    """The slice of `sdlcflow.audit.queries.AuditReader` the audit source reads."""
+
+    def iter_types(
+        self, types: Sequence[str], since_ms: int, until_ms: int
+    ) -> Iterator[list[AuditRow]]: ...
+
+
+class AuditInputSource:
+    """Past policy results from the audit store: every TaskSucceeded in the window whose
+    policy outcome kept its evaluation (input document + decision), optionally of some repos.
+
+    Args:
+        rows: the audit reader.
+        until_ms: end of the window (exclusive), normally now.
+        repos: glob patterns of repositories to keep; empty keeps all.
+    """
+
+    def __init__(self, rows: AuditRows, until_ms: int, repos: Sequence[str] = ()) -> None:
+        self.rows = rows
+        self.until_ms = until_ms
+        self.repos = tuple(repos)
+        self.skipped = 0  # policy results recorded without their evaluation (older agents)
+
+    def records(self, since_ms: int | None) -> Iterator[RecordedDecision]:
+        if since_ms is None:
             raise BacktestInputError(
-                f"{self.path}:{number}: not a recorded decision ({exc}); each line needs "
-                '{"input": {...}, "decision": {...}, "recorded_at": <ms>}'
-            ) from None
+                "reading the audit store needs a window: pass --since (e.g. 7d or an ISO time)"
+            )
+        for hour in self.rows.iter_types(["TaskSucceeded"], since_ms, self.until_ms):
+            for row in hour:
+                record = self._record(row)
+                if record is not None:
+                    yield record
+
+    def _record(self, row: AuditRow) -> RecordedDecision | None:
+        if self.repos and not any(fnmatch.fnmatchcase(row.repo, p) for p in self.repos):
+            return None
+        policy = json.loads(row.json).get("payload", {}).get("policy")
+        if not isinstance(policy, dict):
+            return None  # a lint, test or other non-policy result
+        evaluation = policy.get("evaluation") or ""
+        if not evaluation:
+            self.skipped += 1
+            return None
+        record = parse_record(evaluation, f"audit event {row.event_id}")
+        return replace(record, recorded_at=row.occurred_at)
 
 
 class Change(StrEnum):
@@ -145,6 +199,22 @@ def _classify(old: Outcome, new: Outcome) -> Change:
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def parse_since_ms(text: str, now_ms: int) -> int:
+    """`--since`: a window back from now (`7d`, `12h`) or an ISO-8601 time (UTC if no zone)."""
+    if _DURATION.match(text.strip()):
+        return now_ms - parse_duration_ms(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BacktestInputError(
+            f"--since {text!r} is neither a window (30m, 12h, 7d, 2w) nor an ISO time "
+            "(2026-11-20 or 2026-11-20T08:00:00+00:00)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def parse_duration_ms(text: str) -> int:

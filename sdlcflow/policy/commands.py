@@ -15,10 +15,11 @@ from rich.table import Table
 
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.policy.backtest import (
+    AuditInputSource,
     BacktestReport,
     JsonlInputSource,
     backtest,
-    parse_duration_ms,
+    parse_since_ms,
 )
 from sdlcflow.policy.bundle import PolicyBundle
 from sdlcflow.policy.decision import BundleDecision, Outcome
@@ -133,33 +134,148 @@ def _print_decision(decision: BundleDecision) -> None:
 
 @policy.command("backtest")
 @_bundle_option
-@click.option("--since", default=None, help="Only inputs recorded in this window: 7d, 12h, 30m.")
+@click.option(
+    "--since",
+    default=None,
+    help="Only decisions recorded since: a window (7d, 12h, 30m) or an ISO time. Needed when "
+    "reading the audit store.",
+)
 @click.option(
     "--inputs",
     "inputs_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help='JSONL of recorded decisions: {"input": ..., "decision": ..., "recorded_at": ms}.',
+    help='JSONL of recorded decisions: {"input": ..., "decision": ..., "recorded_at": ms}. '
+    "Without it, past policy results are read from the Cassandra audit store.",
+)
+@click.option(
+    "--repo",
+    "repos",
+    multiple=True,
+    help="Only decisions about this repository (glob; repeatable). Audit store only.",
 )
 @_json_option
 def backtest_command(
-    bundle_dir: Path, since: str | None, inputs_file: Path | None, as_json: bool
+    bundle_dir: Path,
+    since: str | None,
+    inputs_file: Path | None,
+    repos: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Replay recorded inputs against a bundle; report newly blocked / newly passed."""
-    if inputs_file is None:
-        raise click.ClickException(
-            "reading recorded inputs from the audit store is not wired yet; export them and "
-            "pass --inputs FILE.jsonl"
-        )
+    now = int(time.time() * 1000)
     try:
-        since_ms = None if since is None else int(time.time() * 1000) - parse_duration_ms(since)
+        since_ms = None if since is None else parse_since_ms(since, now)
         engine = PolicyEngine.load(bundle_dir)
-        report = backtest(JsonlInputSource(inputs_file).records(since_ms), engine)
+        if inputs_file is not None:
+            report = backtest(JsonlInputSource(inputs_file).records(since_ms), engine)
+        else:
+            report = _backtest_audit_store(engine, since_ms, now, repos)
     except SdlcflowError as exc:
         raise _fail(exc) from None
     if as_json:
         click.echo(json.dumps(_report_json(report), indent=2))
     else:
         _print_report(report)
+
+
+def _backtest_audit_store(
+    engine: PolicyEngine, since_ms: int | None, now_ms: int, repos: tuple[str, ...]
+) -> BacktestReport:
+    """Backtest the policy results recorded in Cassandra between `since_ms` and now."""
+    from sdlcflow.audit.queries import AuditReader
+    from sdlcflow.audit.store import connect
+    from sdlcflow.settings import Settings
+
+    if since_ms is None:
+        raise click.ClickException(
+            "reading the audit store needs a window: pass --since 7d (or an ISO time), or "
+            "pass --inputs FILE.jsonl"
+        )
+    settings = Settings.from_env()
+    cluster, session = connect(settings)
+    try:
+        source = AuditInputSource(AuditReader(session, settings.keyspace), now_ms, repos)
+        report = backtest(source.records(since_ms), engine)
+    finally:
+        cluster.shutdown()
+    if source.skipped:
+        click.echo(
+            f"note: {source.skipped} policy result(s) in the window were recorded without "
+            "their input (agents older than the evaluation field) and were left out",
+            err=True,
+        )
+    return report
+
+
+@policy.command("mode")
+@click.argument("policy_name", metavar="POLICY")
+@click.argument("mode", type=click.Choice([m.value for m in Mode]))
+@click.option("--reason", required=True, help="Why the policy changes mode (recorded, required).")
+@click.option("--repo", required=True, help="Repository whose log records the switch.")
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    envvar="SDLCFLOW_OPS_KEY",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your ops private key file [env SDLCFLOW_OPS_KEY].",
+)
+@click.option(
+    "--credential",
+    required=True,
+    envvar="SDLCFLOW_OPS_CREDENTIAL",
+    help="Your ops credential: a file holding it or the token [env SDLCFLOW_OPS_CREDENTIAL].",
+)
+@click.option(
+    "--bootstrap",
+    envvar="SDLCFLOW_KAFKA_BOOTSTRAP",
+    default="127.0.0.1:9092",
+    show_default=True,
+    help="Kafka bootstrap servers [env SDLCFLOW_KAFKA_BOOTSTRAP].",
+)
+@_json_option
+def mode_command(
+    policy_name: str,
+    mode: str,
+    reason: str,
+    repo: str,
+    key_file: Path,
+    credential: str,
+    bootstrap: str,
+    as_json: bool,
+) -> None:
+    """Switch a policy (or `*`) between audit and enforce; signed, with who and why."""
+    from sdlcflow.approvals.decisions import send_decision
+    from sdlcflow.policy.rollout import Operator, mode_change_event
+    from sdlcflow.streams.producer import EventPublisher
+
+    try:
+        operator = Operator.load(key_file, credential)
+        event = mode_change_event(
+            operator,
+            policy=policy_name,
+            mode=Mode(mode),
+            reason=reason,
+            repo=repo,
+            now_ms=int(time.time() * 1000),
+        )
+        send_decision(EventPublisher(bootstrap), event)
+    except SdlcflowError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "event_id": event.event_id,
+                    "policy": policy_name,
+                    "mode": mode,
+                    "reason": reason.strip(),
+                    "by": operator.claims.subject,
+                }
+            )
+        )
+    else:
+        click.echo(f"{policy_name} -> {mode} by {operator.claims.subject}: {reason.strip()}")
 
 
 def _report_json(report: BacktestReport) -> dict[str, Any]:

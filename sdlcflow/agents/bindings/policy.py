@@ -11,6 +11,7 @@ assembled here and stored by its digest, which the coordinator copies into Appro
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -211,5 +212,13 @@ def policy_agent(task: TaskContract) -> TaskResult:
             policy_revision=decision.bundle_digest,
             evidence_digest=evidence,
             reasons=decision.reasons(),
+            required_approvals=decision.required_approvals,
+            evaluation=evaluation_record(document, decision),
         ),
     )
+
+
+def evaluation_record(document: model.PolicyInput, decision: BundleDecision) -> str:
+    """The input and the whole decision as one JSON line, the shape `policy backtest` reads."""
+    record = {"input": document.document(), "decision": decision.model_dump(mode="json")}
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
