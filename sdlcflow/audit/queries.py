@@ -1,7 +1,8 @@
 """Reading the audit store back: one single-partition query per bucket, run concurrently.
 
 Every analyst question maps onto one table; a time window is cut into the table's buckets
-(days, hours or months, see `windows`) and each bucket is one partition read.
+(days, hours or months, see `windows`) and each bucket is one partition read. Index tables hold
+keys only (see `tables.TableSpec.written`): their events are then read by id, concurrently.
 """
 
 from __future__ import annotations
@@ -35,10 +36,16 @@ def to_ms(value: Any) -> int:
     return int(value or 0)
 
 
-def audit_row(record: Any) -> AuditRow:
-    """An AuditRow from a driver row (named tuple) of any audit table."""
+def audit_row(record: Any, body: Any | None = None) -> AuditRow:
+    """An AuditRow from a driver row (named tuple) of any audit table.
+
+    An index row holds only its keys and its own columns; `body` is then the event's
+    `events_by_id` row, which supplies the shared columns. A row written whole needs no body.
+    """
     values = record._asdict()
     extra = {k: v for k, v in values.items() if k not in _COMMON}
+    if body is not None:
+        values = body._asdict()
     return AuditRow(
         event_id=values["event_id"],
         event_type=values["event_type"] or "",
@@ -60,6 +67,11 @@ def audit_row(record: Any) -> AuditRow:
         avro=bytes(values["avro"] or b""),
         extra=extra,
     )
+
+
+def is_index_only(record: Any) -> bool:
+    """Whether a driver row is an index entry whose body lives in `events_by_id`."""
+    return record.json is None and record.avro is None
 
 
 class AuditReader:
@@ -86,17 +98,35 @@ class AuditReader:
         return self._prepared[cql]
 
     def _run(self, table: str, where: str, params: Sequence[tuple[Any, ...]]) -> list[AuditRow]:
+        records = self._fetch(table, where, params)
+        index_only = [r.event_id for r in records if is_index_only(r)]
+        bodies = self._bodies(index_only) if index_only else {}
+        rows: list[AuditRow] = []
+        for record in records:
+            if not is_index_only(record):
+                rows.append(audit_row(record))
+            elif record.event_id in bodies:  # visible once its body is stored
+                rows.append(audit_row(record, bodies[record.event_id]))
+        rows.sort(key=lambda r: (r.occurred_at, r.event_id))
+        return rows
+
+    def _fetch(self, table: str, where: str, params: Sequence[tuple[Any, ...]]) -> list[Any]:
         statement = self._statement(table, where)
         results = execute_concurrent_with_args(
             self.session, statement, list(params), concurrency=self.concurrency
         )
-        rows: list[AuditRow] = []
+        records: list[Any] = []
         for ok, result in results:
             if not ok:
                 raise AuditQueryError(f"query on {self.keyspace}.{table} failed: {result}")
-            rows += [audit_row(r) for r in result]
-        rows.sort(key=lambda r: (r.occurred_at, r.event_id))
-        return rows
+            records += list(result)
+        return records
+
+    def _bodies(self, event_ids: Sequence[str]) -> dict[str, Any]:
+        """The `events_by_id` rows of index entries, read concurrently by id."""
+        unique = list(dict.fromkeys(event_ids))
+        found = self._fetch("events_by_id", "event_id = ?", [(i,) for i in unique])
+        return {record.event_id: record for record in found}
 
     def by_id(self, event_id: str) -> AuditRow | None:
         rows = self._run("events_by_id", "event_id = ?", [(event_id,)])

@@ -321,11 +321,13 @@ def reviewers(event: Event) -> tuple[str, ...]:
 
 
 def _approval_rows(event: Event, at: int) -> list[Placement]:
+    who = [name for name in reviewers(event) if name]
+    if not who:
+        return []
     month = utc_month(at)
     return [
-        Placement("approvals_by_reviewer_month", (("reviewer", who), ("month", month)))
-        for who in reviewers(event)
-        if who
+        Placement("approvals_by_reviewer_month", (("reviewer", name), ("month", month)))
+        for name in who
     ]
 
 

@@ -4,8 +4,9 @@ One confluent-kafka consumer subscribes by regex to the catalog's topics (so a n
 `sdlc.tasks.<capability>` topic is picked up without a restart). Each poll batch is decoded;
 undecodable records are dead-lettered to `sdlc.dead-letter` (and those found on the dead-letter
 topic itself are stored directly, never re-published); every event becomes its rows
-(`rows.placements`), written by `AuditStore` with bounded concurrency. Offsets are committed
-only after Cassandra acknowledged every row of the batch and every dead letter was confirmed,
+(`rows.placements`), sent by `AuditStore` as token-aware unlogged batches, and the next poll is
+decoded while they are in flight. Offsets are committed, batch by batch and in order, only
+after Cassandra acknowledged every row of the batch and every dead letter was confirmed,
 so a crash or an outage re-delivers, and the idempotent upserts make re-delivery a no-op.
 """
 
@@ -27,8 +28,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from sdlcflow.audit.rows import Origin, audit_record, placements
-from sdlcflow.audit.store import AuditStore
-from sdlcflow.audit.writes import Row, group_writes, rows_of
+from sdlcflow.audit.store import AuditStore, PendingWrite
+from sdlcflow.audit.writes import Row, rows_of
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.observability import spans
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 SINK_GROUP = "sdlcflow-audit"
 SINK_ACTOR = Actor(ActorKind.OPS, "sdlcflow-audit-sink")
 DEFAULT_BATCH = 2000
+# how long a poll may wait while a batch is in flight before that batch is settled instead
+IN_FLIGHT_POLL_S = 0.05
 NAMESPACE = "sdlc"
 
 
@@ -128,6 +131,16 @@ class _Batch:
     events: int = 0
     skipped: int = 0
     traced: list[tuple[Envelope, TraceContext | None]] = field(default_factory=list)
+    started_ns: int = field(default_factory=time.time_ns)  # when its poll was taken up
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A batch whose rows are in flight: committed once `pending` is acknowledged."""
+
+    batch: _Batch
+    consumed: int
+    pending: PendingWrite
 
 
 class AuditSink:
@@ -198,20 +211,38 @@ class AuditSink:
         idle_timeout: float | None = None,
         poll_timeout: float = 0.5,
     ) -> SinkStats:
-        """Store records until stopped, `max_records` consumed or `idle_timeout` s of quiet."""
+        """Store records until stopped, `max_records` consumed or `idle_timeout` s of quiet.
+
+        Pipelined: the next poll is decoded while the previous batch's rows are in flight;
+        a batch's offsets are committed only once Cassandra acknowledged all of its rows.
+        """
         last = time.monotonic()
+        sent: _Sent | None = None
         with _stop_on_signals(self._stop):
             while not self._stop.is_set():
-                if max_records is not None and self.stats.consumed >= max_records:
+                queued = sent.consumed if sent else 0
+                if max_records is not None and self.stats.consumed + queued >= max_records:
                     break
-                messages = self._consumer.consume(self.batch_size, poll_timeout)
+                # while a batch is in flight, poll briefly: an empty poll settles it (low lag)
+                wait = min(poll_timeout, IN_FLIGHT_POLL_S) if sent else poll_timeout
+                messages = self._consumer.consume(self.batch_size, wait)
                 good = [m for m in messages if self._usable(m)]
                 if good:
                     last = time.monotonic()
-                    if not self._process(good):
-                        break
+                    batch = self._prepare(good)
+                    if sent is not None and not self._settle(sent):
+                        return self.stats
+                    sent = self._send(batch, len(good))
+                    if sent is None:
+                        return self.stats
+                elif sent is not None:
+                    if not self._settle(sent):
+                        return self.stats
+                    sent = None
                 elif idle_timeout is not None and time.monotonic() - last > idle_timeout:
                     break
+            if sent is not None and not self._stop.is_set():
+                self._settle(sent)
         return self.stats
 
     def _usable(self, message: Message) -> bool:
@@ -225,20 +256,23 @@ class AuditSink:
         log.warning("consumer error (retrying): %s", error.str())
         return False
 
-    def _process(self, messages: list[Message]) -> bool:
-        """Store one batch and commit it; False when stopped before it was acknowledged."""
-        started_ns = time.time_ns()
-        batch = self._prepare(messages)
+    def _send(self, batch: _Batch, consumed: int) -> _Sent | None:
+        """Publish the batch's dead letters, then send its rows; None when stopped first."""
         if batch.letters and not self._publish_letters(batch.letters):
+            return None
+        return _Sent(batch, consumed, self.store.send(batch.rows))
+
+    def _settle(self, sent: _Sent) -> bool:
+        """Wait for a sent batch's acks, then commit it; False when stopped before the acks."""
+        if not sent.pending.wait(self._stop):
             return False
-        if not self.store.write(group_writes(batch.rows), self._stop):
-            return False
+        batch = sent.batch
         now_ms = int(time.time() * 1000)
         self._commit(batch.offsets)
         for envelope, trace in batch.traced:  # one span per event stored (when tracing is on)
-            spans.record_span("audit store", envelope, trace, started_ns, time.time_ns())
+            spans.record_span("audit store", envelope, trace, batch.started_ns, time.time_ns())
         self.stats.note_lag(batch.timestamps, now_ms)
-        self.stats.consumed += len(messages)
+        self.stats.consumed += sent.consumed
         self.stats.stored += batch.events
         self.stats.dead_lettered += len(batch.letters)
         self.stats.skipped += batch.skipped

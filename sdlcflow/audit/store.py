@@ -1,10 +1,11 @@
 """Writing audit rows to Cassandra: prepared upserts, bounded async concurrency, retry until acked.
 
-`AuditStore.write` returns only when Cassandra acknowledged every row (True) or the caller
-asked to stop (False); the sink commits Kafka offsets only after True. While Cassandra is
-unavailable it retries the failed requests with capped exponential backoff, so an outage
-delays the audit but loses nothing, and the upserts (keyed by event id, USING TIMESTAMP from
-the event time) make the retries and any redelivery harmless.
+Rows go as unlogged batches of rows that share their replicas (token-aware), many requests in
+flight. `AuditStore.write` (or `send(...).wait()`) returns only when Cassandra acknowledged
+every row (True) or the caller asked to stop (False); the sink commits Kafka offsets only after
+True. While Cassandra is unavailable it retries the failed requests with capped exponential
+backoff, so an outage delays the audit but loses nothing, and the upserts (keyed by event id,
+USING TIMESTAMP from the event time) make the retries and any redelivery harmless.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +23,15 @@ from cassandra.policies import ExponentialReconnectionPolicy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, Statement
 
 from sdlcflow.audit.tables import TABLES
-from sdlcflow.audit.writes import Write
+from sdlcflow.audit.writes import MAX_BATCH_ROWS, Route, Row, Write, group_writes
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_IN_FLIGHT = 128
+DEFAULT_MAX_IN_FLIGHT = 64
+# partitions whose owning replica is remembered; the cache is dropped when it grows past this
+MAX_CACHED_ROUTES = 100_000
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
 
@@ -67,10 +70,10 @@ class WriteStats:
 
 
 class _Flight:
-    """Requests in flight, at most `limit` at once; failures are collected for a retry."""
+    """Requests of one write in flight; `slots` bounds requests across all writes at once."""
 
-    def __init__(self, limit: int) -> None:
-        self._slots = threading.BoundedSemaphore(limit)
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots = slots
         self._done = threading.Condition()
         self._pending = 0
         self.failed: list[tuple[Write, BaseException]] = []
@@ -106,14 +109,44 @@ class _Flight:
                 self._done.wait()
 
 
+class PendingWrite:
+    """Rows sent to Cassandra whose acknowledgements are still to come.
+
+    The sink prepares its next batch while this one is in flight; `wait` then blocks until
+    every row is acknowledged, retrying failed requests with capped exponential backoff.
+    """
+
+    def __init__(self, store: AuditStore, writes: Sequence[Write]) -> None:
+        self._store = store
+        self._writes = list(writes)
+        self._flight = store._submit(self._writes)
+
+    def wait(self, stop: threading.Event | None = None) -> bool:
+        """True once all rows are acknowledged; False if `stop` was set before that."""
+        stop = stop or threading.Event()
+        delay = BACKOFF_START_S
+        while True:
+            self._flight.wait()
+            failed = self._flight.failed
+            self._store._note_done(self._writes, failed)
+            if not failed:
+                return True
+            self._writes = [write for write, _ in failed]
+            if stop.wait(delay):
+                return False
+            delay = min(BACKOFF_MAX_S, delay * 2)
+            self._flight = self._store._submit(self._writes)
+
+
 class AuditStore:
-    """Prepared upserts into every audit table; `write` blocks until all are acknowledged.
+    """Prepared upserts into every audit table, sent as token-aware unlogged batches.
 
     Args:
         session: a connected session (see `connect`).
         keyspace: where the audit tables live (migration 0002).
-        max_in_flight: requests outstanding at once (the semaphore bound).
+        max_in_flight: requests outstanding at once, over all pending writes.
         consistency: write consistency; LOCAL_QUORUM is ONE on a single local node.
+        max_batch_rows: rows per request (one unlogged batch).
     """
 
     def __init__(
@@ -123,15 +156,21 @@ class AuditStore:
         *,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         consistency: int = ConsistencyLevel.LOCAL_QUORUM,
+        max_batch_rows: int = MAX_BATCH_ROWS,
     ) -> None:
         if max_in_flight < 1:
             raise AuditStoreError("max_in_flight must be at least 1")
+        if max_batch_rows < 1:
+            raise AuditStoreError("max_batch_rows must be at least 1")
         self.session = session
         self.keyspace = keyspace
         self.max_in_flight = max_in_flight
+        self.max_batch_rows = max_batch_rows
         self.consistency = consistency
         self.stats = WriteStats()
+        self._slots = threading.BoundedSemaphore(max_in_flight)
         self._inserts = self._prepare_all()
+        self._replicas: dict[tuple[str, tuple[Any, ...]], Hashable] = {}
 
     def _prepare_all(self) -> dict[str, PreparedStatement]:
         prepared: dict[str, PreparedStatement] = {}
@@ -149,45 +188,69 @@ class AuditStore:
         return prepared
 
     def statement(self, write: Write) -> Statement:
-        """One bound upsert, or an unlogged batch of a single partition's rows."""
-        prepared = self._inserts[write.table]
+        """One bound upsert, or an unlogged batch of rows that share their replicas."""
         if len(write.rows) == 1:
-            return prepared.bind(write.rows[0].values)
+            row = write.rows[0]
+            return self._inserts[row.table].bind(row.values)
         batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.consistency)
+        inserts = self._inserts
         for row in write.rows:
-            batch.add(prepared, row.values)
+            batch.add(inserts[row.table], row.values)
         return batch
 
-    def write(self, writes: Sequence[Write], stop: threading.Event | None = None) -> bool:
-        """Send every write; retry failures with backoff until all are acknowledged.
+    def route(self) -> Route:
+        """Rows with the same route share a batch: the replica that owns their partition.
+
+        On a one-node cluster every row has the same replica, so any rows may share a batch;
+        with more nodes the driver's token map names the owner (cached per partition), and
+        the batch is sent there by the token-aware policy, so no node forwards a mutation.
+        """
+        metadata = self.session.cluster.metadata
+        if len(metadata.all_hosts()) <= 1:
+            return _one_replica
+        if len(self._replicas) > MAX_CACHED_ROUTES:
+            self._replicas.clear()
+
+        def owner(row: Row) -> Hashable:
+            partition = (row.table, row.partition)
+            found = self._replicas.get(partition)
+            if found is None:
+                key = self._inserts[row.table].bind(row.values).routing_key
+                replicas = metadata.get_replicas(self.keyspace, key)
+                found = self._replicas[partition] = replicas[0].endpoint if replicas else ""
+            return found
+
+        return owner
+
+    def send(self, rows: Sequence[Row]) -> PendingWrite:
+        """Send every row now; the returned handle waits for (and retries) the acks."""
+        return PendingWrite(
+            self, group_writes(rows, route=self.route(), max_rows=self.max_batch_rows)
+        )
+
+    def write(self, rows: Sequence[Row], stop: threading.Event | None = None) -> bool:
+        """Send every row and block until all are acknowledged, retrying failures.
 
         Returns False only when `stop` was set before everything was acknowledged.
         """
-        stop = stop or threading.Event()
-        todo = list(writes)
-        delay = BACKOFF_START_S
-        while todo:
-            failed = self._send(todo)
-            if not failed:
-                return True
-            self._note_failures(failed)
-            todo = [write for write, _ in failed]
-            if stop.wait(delay):
-                return False
-            delay = min(BACKOFF_MAX_S, delay * 2)
-        return True
+        return self.send(rows).wait(stop)
 
-    def _send(self, writes: Sequence[Write]) -> list[tuple[Write, BaseException]]:
-        flight = _Flight(self.max_in_flight)
+    def _submit(self, writes: Sequence[Write]) -> _Flight:
+        flight = _Flight(self._slots)
         for write in writes:
             flight.submit(self.session, self.statement(write), write)
-        flight.wait()
-        failed = {id(write) for write, _ in flight.failed}
+        return flight
+
+    def _note_done(
+        self, writes: Sequence[Write], failed: list[tuple[Write, BaseException]]
+    ) -> None:
+        not_acked = {id(write) for write, _ in failed}
         for write in writes:
-            if id(write) not in failed:
+            if id(write) not in not_acked:
                 self.stats.requests += 1
                 self.stats.rows += write.events
-        return flight.failed
+        if failed:
+            self._note_failures(failed)
 
     def _note_failures(self, failed: list[tuple[Write, BaseException]]) -> None:
         self.stats.retries += len(failed)
@@ -203,6 +266,10 @@ class AuditStore:
             ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())),
             first,
         )
+
+
+def _one_replica(_row: Row) -> Hashable:
+    return None
 
 
 def connect_when_up(

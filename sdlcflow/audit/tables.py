@@ -1,5 +1,8 @@
 """The audit tables, one per query, as the code writes and reads them.
 
+`events_by_id` holds each event whole; every other table is an index (key columns and its own
+filter columns) that readers join back to `events_by_id` (see `TableSpec.written`).
+
 `sdlcflow/migrations/0002_audit_tables.cql` creates them; a unit test checks that file against
 these specs so the two cannot drift. Partitions are bounded: keys that grow without end
 (a repository, an actor, a policy, dead letters, an event type) are bucketed by time.
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Columns every table carries: the whole event (Avro bytes + JSON) and what analysts filter on.
+# Columns every table has: the whole event (Avro bytes + JSON) and what analysts filter on.
 COMMON_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_id", "text"),
     ("event_type", "text"),
@@ -44,6 +47,7 @@ class TableSpec:
     clustering: tuple[str, ...]
     extra_columns: tuple[tuple[str, str], ...] = ()
     doc: str = ""
+    whole_event: bool = False  # the table that holds every column, the event's body included
 
     @property
     def columns(self) -> tuple[tuple[str, str], ...]:
@@ -53,9 +57,23 @@ class TableSpec:
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
 
+    @property
+    def written(self) -> tuple[str, ...]:
+        """The columns the sink writes, in bind order.
+
+        Only the whole-event table gets every column; an index table gets its primary key and
+        its own columns, and readers fetch the rest by event id. That keeps the six or so rows
+        of an event small: most of an event's bytes (Avro and JSON) are written once, not seven
+        times. Rows written before this change carry every column and are read as they are.
+        """
+        if self.whole_event:
+            return self.column_names
+        names = self.partition_key + self.clustering + tuple(n for n, _ in self.extra_columns)
+        return tuple(dict.fromkeys(names))
+
     def insert_cql(self, keyspace: str) -> str:
         """The prepared upsert; the last marker is the write timestamp (from the event time)."""
-        names = self.column_names
+        names = self.written
         return (
             f"INSERT INTO {keyspace}.{self.name} ({', '.join(names)}) "
             f"VALUES ({', '.join('?' for _ in names)}) USING TIMESTAMP ?"
@@ -67,7 +85,9 @@ _DAY = (("day", "date"),)
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
-        TableSpec("events_by_id", ("event_id",), (), doc="lookup and dedupe by event id"),
+        TableSpec(
+            "events_by_id", ("event_id",), (), doc="lookup and dedupe by event id", whole_event=True
+        ),
         TableSpec("events_by_trace", ("trace_id",), TIME_CLUSTERING, doc="one trace's timeline"),
         TableSpec("events_by_change", ("change_id",), TIME_CLUSTERING, doc="one change's life"),
         TableSpec("events_by_task", ("task_id",), TIME_CLUSTERING, doc="one task's attempts"),

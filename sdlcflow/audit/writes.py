@@ -1,28 +1,31 @@
-"""Rows as the driver binds them, grouped into single-partition batches: pure, no I/O.
+"""Rows as the driver binds them, grouped into unlogged batches: pure, no I/O.
 
-A group of rows for one partition of one table goes to Cassandra as one unlogged batch (one
-mutation, one round trip); a batch is cut before it would pass Cassandra's batch size limit.
+Rows bound for the same replicas travel together as one unlogged batch (one request, applied
+by the coordinator without a second hop). Which rows share replicas is the caller's `route`
+(the store asks the driver's token map); by default only rows of one partition of one table
+share a batch. A batch is cut before it would pass Cassandra's batch size limit.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sdlcflow.audit.rows import AuditRecord, Placement
-from sdlcflow.audit.tables import TABLES, TableSpec
+from sdlcflow.audit.tables import TABLES
 
 # Cassandra refuses batches above batch_size_fail_threshold (50 KiB by default); stay well under.
 MAX_BATCH_BYTES = 40 * 1024
-MAX_BATCH_ROWS = 64
-_ROW_OVERHEAD_BYTES = 256
+MAX_BATCH_ROWS = 128
+_ROW_OVERHEAD_BYTES = 128
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
-    """One row for one table: its values in the table's column order, then the timestamp."""
+    """One row for one table: the values of its written columns, then the write timestamp."""
 
     table: str
     partition: tuple[Any, ...]
@@ -31,112 +34,148 @@ class Row:
     key: tuple[Any, ...] = ()  # the full primary key (partition + clustering)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Write:
-    """What goes to Cassandra in one request: rows of one partition of one table."""
+    """What goes to Cassandra in one request: rows that share their replicas."""
 
-    table: str
     rows: tuple[Row, ...]
 
     @property
     def events(self) -> int:
         return len(self.rows)
 
+    @property
+    def tables(self) -> frozenset[str]:
+        return frozenset(row.table for row in self.rows)
 
-def _common(record: AuditRecord) -> tuple[Any, ...]:
-    return (
-        record.event_id,
-        record.event_type,
-        record.occurred_at,  # the driver takes ms since the epoch for a timestamp column
-        record.repo,
-        record.change_id,
-        record.task_id,
-        record.trace_id,
-        record.causation_id,
-        record.actor_kind,
-        record.actor_id,
-        record.outcome,
-        record.before_sha,
-        record.after_sha,
-        record.topic,
-        record.partition,
-        record.offset,
-        record.avro,
-        record.json,
+
+Route = Callable[[Row], Hashable]
+
+
+def by_partition(row: Row) -> Hashable:
+    """The narrowest route: one partition of one table per batch."""
+    return (row.table, row.partition)
+
+
+def _common(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "event_id": record.event_id,
+        "event_type": record.event_type,
+        "occurred_at": record.occurred_at,  # the driver takes ms since the epoch
+        "repo": record.repo,
+        "change_id": record.change_id,
+        "task_id": record.task_id,
+        "trace_id": record.trace_id,
+        "causation_id": record.causation_id,
+        "actor_kind": record.actor_kind,
+        "actor_id": record.actor_id,
+        "outcome": record.outcome,
+        "before_sha": record.before_sha,
+        "after_sha": record.after_sha,
+        "kafka_topic": record.topic,
+        "kafka_partition": record.partition,
+        "kafka_offset": record.offset,
+        "avro": record.avro,
+        "json": record.json,
+    }
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one table's row is read out of an event's columns: written values, partition, key."""
+
+    values: Callable[[dict[str, Any]], tuple[Any, ...]]
+    partition: Callable[[dict[str, Any]], tuple[Any, ...]]
+    key: Callable[[dict[str, Any]], tuple[Any, ...]]
+    extra: tuple[str, ...]
+    whole_event: bool
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function returning the named values as a tuple (itemgetter returns a bare value for 1)."""
+    if len(names) == 1:
+        (name,) = names
+        return lambda columns: (columns[name],)
+    get = itemgetter(*names)
+    return lambda columns: get(columns)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _layout(table: str) -> _Layout:
+    spec = TABLES[table]
+    return _Layout(
+        values=_getter(spec.written),
+        partition=_getter(spec.partition_key),
+        key=_getter(spec.partition_key + spec.clustering),
+        extra=tuple(name for name, _ in spec.extra_columns),
+        whole_event=spec.whole_event,
     )
 
 
 def table_row(record: AuditRecord, placement: Placement) -> Row:
     """The bound values of `record` in the table `placement` names."""
-    spec: TableSpec = TABLES[placement.table]
-    extra = dict(placement.extra)
-    missing = [name for name, _ in spec.extra_columns if name not in extra]
-    if missing:
-        raise KeyError(f"{spec.name} needs {missing} in its placement")
-    values = (
-        *_common(record),
-        *(extra[name] for name, _ in spec.extra_columns),
-        record.write_timestamp,
-    )
-    partition_at, key_at = _positions(spec.name)
-    size = len(record.avro) + len(record.json) + _ROW_OVERHEAD_BYTES
-    return Row(
-        spec.name,
-        tuple(values[i] for i in partition_at),
-        values,
-        size,
-        tuple(values[i] for i in key_at),
-    )
-
-
-@functools.cache
-def _positions(table: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Indexes of a table's partition key and full primary key in its value tuple."""
-    spec = TABLES[table]
-    index = {name: i for i, name in enumerate(spec.column_names)}
-    partition = tuple(index[name] for name in spec.partition_key)
-    return partition, partition + tuple(index[name] for name in spec.clustering)
+    return rows_of(record, (placement,))[0]
 
 
 def rows_of(record: AuditRecord, places: Iterable[Placement]) -> list[Row]:
-    return [table_row(record, placement) for placement in places]
+    """One row per placement; only the whole-event table carries the Avro and JSON bytes."""
+    common = _common(record)
+    body = len(record.avro) + len(record.json)
+    rows = []
+    for placement in places:
+        layout = _layout(placement.table)
+        columns = {**common, **dict(placement.extra)} if placement.extra else common
+        missing = [name for name in layout.extra if name not in columns]
+        if missing:
+            raise KeyError(f"{placement.table} needs {missing} in its placement")
+        rows.append(
+            Row(
+                placement.table,
+                layout.partition(columns),
+                (*layout.values(columns), record.write_timestamp),
+                _ROW_OVERHEAD_BYTES + (body if layout.whole_event else 0),
+                layout.key(columns),
+            )
+        )
+    return rows
 
 
 def group_writes(
     rows: Sequence[Row],
     *,
+    route: Route = by_partition,
     max_rows: int = MAX_BATCH_ROWS,
     max_bytes: int = MAX_BATCH_BYTES,
 ) -> list[Write]:
-    """Rows grouped by (table, partition), each group cut into batches under the limits.
+    """Rows grouped by `route`, each group cut into batches under the limits.
 
     The same (table, primary key) twice in one batch would be one mutation anyway; duplicates
     are dropped here so a batch never carries a row twice.
     """
-    groups: dict[tuple[str, tuple[Any, ...]], list[Row]] = {}
+    groups: dict[Hashable, list[Row]] = {}
     seen: set[tuple[str, tuple[Any, ...]]] = set()
     for row in rows:
         identity = (row.table, row.key)
         if identity in seen:
             continue
         seen.add(identity)
-        groups.setdefault((row.table, row.partition), []).append(row)
+        groups.setdefault(route(row), []).append(row)
     writes: list[Write] = []
-    for (table, _), members in groups.items():
-        writes += _cut(table, members, max_rows, max_bytes)
+    for members in groups.values():
+        writes += _cut(members, max_rows, max_bytes)
     return writes
 
 
-def _cut(table: str, rows: list[Row], max_rows: int, max_bytes: int) -> list[Write]:
+def _cut(rows: list[Row], max_rows: int, max_bytes: int) -> list[Write]:
     writes: list[Write] = []
     current: list[Row] = []
     size = 0
     for row in rows:
         if current and (len(current) >= max_rows or size + row.size > max_bytes):
-            writes.append(Write(table, tuple(current)))
+            writes.append(Write(tuple(current)))
             current, size = [], 0
         current.append(row)
         size += row.size
     if current:
-        writes.append(Write(table, tuple(current)))
+        writes.append(Write(tuple(current)))
     return writes

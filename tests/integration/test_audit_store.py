@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pyarrow.parquet as pq
@@ -23,6 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from sdlcflow.audit.commands import audit, report
+from sdlcflow.audit.model import AuditRow
 from sdlcflow.audit.queries import AuditReader
 from sdlcflow.audit.rows import Origin, audit_record, placements
 from sdlcflow.audit.sink import AuditSink, SinkStats, is_audited, topic_pattern
@@ -200,7 +200,7 @@ def row_counts(session: Session, keyspace: str, event: Event, topic: str) -> dic
     counts: dict[str, int] = {}
     for row in rows_of(record, placements(event)):
         spec = TABLES[row.table]
-        columns = dict(zip(spec.column_names, row.values, strict=False))
+        columns = dict(zip(spec.written, row.values, strict=False))
         key = (*spec.partition_key, *spec.clustering) or spec.partition_key
         where = " AND ".join(f"{name} = %s" for name in key)
         cql = f"SELECT count(*) FROM {keyspace}.{row.table} WHERE {where}"
@@ -248,13 +248,11 @@ def _all_stored(session: Session, keyspace: str, ns: str, events: tuple[Event, .
     return all(stored_once(session, keyspace, e, topic_for(ns, e)) for e in events)
 
 
-def _letters(session: Session, keyspace: str, day: date, origin_topic: str) -> list[Any]:
-    rows = session.execute(
-        "SELECT event_id, reason, origin_topic, origin_offset, avro "
-        f"FROM {keyspace}.dead_letters_by_day WHERE day = %s",
-        (day,),
-    )
-    return [r for r in rows if r.origin_topic == origin_topic]
+def _letters(session: Session, keyspace: str, day: date, origin_topic: str) -> list[AuditRow]:
+    """Dead letters of `day` refused on `origin_topic`, their bodies joined from events_by_id."""
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+    letters = AuditReader(session, keyspace).dead_letters(start, start + 86_400_000)
+    return [r for r in letters if r.extra["origin_topic"] == origin_topic]
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,8 +325,9 @@ class TestSinkStoresEveryEventOnce:
         today = datetime.now(UTC).date()
         refused = _letters(cassandra_session, settings.keyspace, today, f"{namespace}.agent-events")
         on_dlq = _letters(cassandra_session, settings.keyspace, today, f"{namespace}.dead-letter")
-        assert sorted(r.origin_offset for r in refused) == [0, 1]  # same key, one partition
-        assert {r.reason for r in refused} <= {"not-wire-format", "unknown-schema-id", "truncated"}
+        assert sorted(r.extra["origin_offset"] for r in refused) == [0, 1]  # one partition
+        reasons = {r.extra["reason"] for r in refused}
+        assert reasons <= {"not-wire-format", "unknown-schema-id", "truncated"}
         assert len(on_dlq) == 1
         codec = EventCodec()
         values = sorted(codec.decode(r.avro).payload.value for r in refused)  # type: ignore[union-attr]

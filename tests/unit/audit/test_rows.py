@@ -137,7 +137,8 @@ class TestPlacements:
     def test_every_placement_fills_every_extra_column_of_its_table(self, event: Event) -> None:
         record = audit_record(event, b"\x00avro", Origin("sdlc.coordinator", 0, 1))
         for row in rows_of(record, placements(event)):
-            assert len(row.values) == len(TABLES[row.table].columns) + 1
+            assert len(row.values) == len(TABLES[row.table].written) + 1
+            assert None not in row.partition
 
 
 class TestAuditRecord:
@@ -225,6 +226,50 @@ class TestGroupWrites:
     def test_a_row_repeated_in_one_poll_is_written_once(self) -> None:
         rows = self._rows(3)
         assert sum(w.events for w in group_writes(rows + rows)) == 3
+
+    def test_rows_of_any_tables_sharing_a_route_travel_in_one_batch(self) -> None:
+        rows = self._rows(4, "events_by_id") + self._rows(4)
+        (write,) = group_writes(rows, route=lambda _row: "replica-1")
+        assert write.events == 8
+        assert write.tables == {"events_by_id", "events_by_trace"}
+
+    def test_distinct_routes_never_share_a_batch(self) -> None:
+        rows = self._rows(6, "events_by_id")
+        writes = group_writes(rows, route=lambda row: int(row.key[0].removeprefix("e-")) % 2)
+        assert sorted(w.events for w in writes) == [3, 3]
+        for write in writes:
+            assert len({int(r.key[0].removeprefix("e-")) % 2 for r in write.rows}) == 1
+
+
+class TestLeanRows:
+    """The event's bytes are written once, in events_by_id; index rows carry keys only."""
+
+    def _rows(self) -> dict[str, tuple[object, ...]]:
+        event = _event(PolicyEvaluated(PolicyDecision.FAIL, True, STATE, "sha256:e", ("p: x",)))
+        record = audit_record(event, b"\x00avro-bytes", Origin("sdlc.coordinator", 3, 9))
+        return {r.table: r.values for r in rows_of(record, placements(event))}
+
+    def test_the_whole_event_table_gets_every_column_with_avro_and_json(self) -> None:
+        names = TABLES["events_by_id"].column_names
+        values = dict(zip(names, self._rows()["events_by_id"], strict=False))
+        assert values["avro"] == b"\x00avro-bytes"
+        assert orjson.loads(str(values["json"]))["envelope"]["event_id"] == "e-1"
+        assert (values["kafka_partition"], values["kafka_offset"]) == (3, 9)
+
+    def test_index_rows_carry_their_key_and_own_columns_but_not_the_body(self) -> None:
+        for table, values in self._rows().items():
+            spec = TABLES[table]
+            if spec.whole_event:
+                continue
+            assert "avro" not in spec.written and "json" not in spec.written, table
+            assert set(spec.partition_key + spec.clustering) <= set(spec.written), table
+            assert b"\x00avro-bytes" not in values, table
+
+    def test_policy_index_row_keeps_the_decision_columns(self) -> None:
+        spec = TABLES["policy_decisions_by_policy_day"]
+        row = self._rows()["policy_decisions_by_policy_day"]
+        values = dict(zip(spec.written, row, strict=False))  # then the write timestamp
+        assert (values["decision"], values["enforced"]) == ("FAIL", True)
 
 
 class TestMigrationMatchesTables:
