@@ -1,15 +1,21 @@
-"""Audit sink benchmark: events/s stored with zero loss, and audit lag under a steady load.
+"""Audit sink benchmark: events/s stored with zero loss, beside the Cassandra write path alone,
+and audit lag under a steady load.
 
 Runs against the real local Kafka and Cassandra (`sdlcflow up`), on a private copy of the topic
-catalog so live traffic is not disturbed. Two phases:
+catalog so live traffic is not disturbed. Phases:
 
-1. throughput: N events are produced first, then one sink drains them; events/s is N over the
-   time from the sink's start to the last acknowledged write. Every event is then looked up in
-   `events_by_id` and its trace partition: any missing or duplicated row is reported as loss.
+1. throughput, in alternated rounds so that the ratio holds on a loaded machine:
+   a. the write path alone (the yardstick): the rows of N fresh events, every statement bound
+      beforehand, sent through the same driver, batching and concurrency as the sink: what
+      Cassandra on this machine accepts from a Python client, with no Kafka and no decoding;
+   b. the sink: N events are produced first, then a sink drains them; events/s is N over the
+      time from the sink's start to the last acknowledged write.
+   Every sink event is then looked up in `events_by_id` and its trace partition: any missing
+   or duplicated row is reported as loss.
 2. lag: events are produced at a fixed rate while the sink runs; the lag of an event is the
    time from its Kafka timestamp to Cassandra's acknowledgement of its rows.
 
-    .venv/bin/python benchmarks/audit_bench.py --events 50000 --rate 2000 --seconds 20
+    .venv/bin/python benchmarks/audit_bench.py --events 20000 --rounds 3 --rate 2000 --seconds 20
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import statistics
 import threading
 import time
 import uuid
@@ -27,8 +35,10 @@ from cassandra.concurrent import execute_concurrent_with_args
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from sdlcflow.audit.rows import Origin, audit_record, placements
 from sdlcflow.audit.sink import AuditSink
 from sdlcflow.audit.store import AuditStore, connect
+from sdlcflow.audit.writes import Row, group_writes, rows_of
 from sdlcflow.bench.machine import describe_machine
 from sdlcflow.core.events import Event
 from sdlcflow.settings import Settings
@@ -124,16 +134,58 @@ def verify(session: Any, keyspace: str, events: list[tuple[str, Event]]) -> dict
     return {"missing": missing, "duplicated": duplicated, "checked": 2 * len(events)}
 
 
+def rows_for(codec: EventCodec, events: list[tuple[str, Event]]) -> list[Row]:
+    """The rows the sink would write for `events` (built before timing the write path alone)."""
+    rows: list[Row] = []
+    for i, (topic, event) in enumerate(events):
+        record = audit_record(event, codec.encode(event), Origin(topic, 0, i))
+        rows += rows_of(record, placements(event))
+    return rows
+
+
+def write_path_alone(store: AuditStore, rows: list[Row]) -> float:
+    """Seconds to write `rows` with every statement bound beforehand: Cassandra's share alone,
+    through the same driver, batching and concurrency as the sink (cassandra-stress-like)."""
+    statements = [store.statement(w) for w in group_writes(rows, route=store.route())]
+    slots = threading.BoundedSemaphore(store.max_in_flight)
+    failed: list[BaseException] = []
+
+    def done(_: Any) -> None:
+        slots.release()
+
+    def error(exc: BaseException) -> None:
+        failed.append(exc)
+        slots.release()
+
+    started = time.monotonic()
+    for statement in statements:
+        slots.acquire()
+        store.session.execute_async(statement).add_callbacks(done, error)
+    for _ in range(store.max_in_flight):
+        slots.acquire()
+    if failed:
+        raise RuntimeError(f"{len(failed)} raw writes failed; first: {failed[0]}")
+    return time.monotonic() - started
+
+
+def drain(sink: AuditSink, count: int) -> float:
+    """Seconds for `sink` to store `count` more events, already on the topics."""
+    started = time.monotonic()
+    sink.run(max_records=sink.stats.consumed + count, poll_timeout=0.2)
+    return time.monotonic() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=50_000, help="events in the throughput phase")
+    parser.add_argument("--events", type=int, default=20_000, help="events per throughput round")
+    parser.add_argument("--rounds", type=int, default=3, help="write-path/sink pairs, alternated")
     parser.add_argument("--rate", type=float, default=2000, help="events/s in the lag phase")
     parser.add_argument("--seconds", type=float, default=20, help="length of the lag phase")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--batch", type=int, default=2000, help="sink records per poll")
-    parser.add_argument("--max-in-flight", type=int, default=256)
+    parser.add_argument("--max-in-flight", type=int, default=64)
     args = parser.parse_args()
 
     settings = Settings.from_env()
@@ -148,11 +200,6 @@ def main() -> None:
     cluster, session = connect(settings)
     try:
         store = AuditStore(session, settings.keyspace, max_in_flight=args.max_in_flight)
-        now = int(time.time() * 1000)
-        bulk = make_events(args.events, now)
-        produce_s = produce(settings.kafka_bootstrap, ns, encoded(codec, bulk), None)
-        print(f"produced {len(bulk)} events in {produce_s:.1f}s")
-
         sink = AuditSink(
             store,
             bootstrap=settings.kafka_bootstrap,
@@ -161,47 +208,64 @@ def main() -> None:
             batch_size=args.batch,
             codec=codec,
         )
-        started = time.monotonic()
-        stats = sink.run(max_records=len(bulk), poll_timeout=0.2)
-        drain_s = time.monotonic() - started
-        throughput = stats.stored / drain_s
-        rows = store.stats.rows
-        print(
-            f"stored {stats.stored} events ({rows} rows, {store.stats.requests} requests) "
-            f"in {drain_s:.1f}s: {throughput:,.0f} events/s, {rows / drain_s:,.0f} rows/s"
-        )
-        loss = verify(session, settings.keyspace, bulk)
+        warm = make_events(1000, int(time.time() * 1000))  # joins the group, fills caches
+        produce(settings.kafka_bootstrap, ns, encoded(codec, warm), None)
+        drain(sink, len(warm))
+        rounds = []
+        measured: list[tuple[str, Event]] = []
+        for round_no in range(args.rounds):
+            raw_events = make_events(args.events, int(time.time() * 1000))
+            raw_rows = rows_for(codec, raw_events)
+            raw_s = write_path_alone(store, raw_rows)
+            bulk = make_events(args.events, int(time.time() * 1000))
+            measured += bulk
+            produce(settings.kafka_bootstrap, ns, encoded(codec, bulk), None)
+            rows_before = store.stats.rows
+            sink_s = drain(sink, len(bulk))
+            rounds.append(
+                {
+                    "write_path_alone_events_per_s": round(len(raw_events) / raw_s),
+                    "write_path_alone_rows_per_s": round(len(raw_rows) / raw_s),
+                    "sink_events_per_s": round(len(bulk) / sink_s),
+                    "sink_rows_per_s": round((store.stats.rows - rows_before) / sink_s),
+                    "sink_fraction_of_write_path": round(raw_s / sink_s, 3),
+                    "load_average_1m": round(os.getloadavg()[0], 1),
+                }
+            )
+            print(f"round {round_no + 1}: {rounds[-1]}")
+        loss = verify(session, settings.keyspace, measured)
         print(f"verification: {loss}")
 
         steady = make_events(int(args.rate * args.seconds), int(time.time() * 1000))
         payloads = encoded(codec, steady)
-        lag_sink = sink
-        lag_sink.stats = type(sink.stats)()
+        sink.stats = type(sink.stats)()
         runner = threading.Thread(
-            target=lambda: lag_sink.run(max_records=len(steady), poll_timeout=0.1)
+            target=lambda: sink.run(max_records=len(steady), poll_timeout=0.1)
         )
         runner.start()
         produced_s = produce(settings.kafka_bootstrap, ns, payloads, args.rate)
         runner.join(timeout=600)
-        lag = lag_sink.stats
+        lag = sink.stats
+        sink.close()
         print(
             f"lag at {len(steady) / produced_s:,.0f} events/s: mean {lag.lag_mean_ms:.0f} ms, "
             f"max {lag.lag_max_ms} ms"
         )
-        sink.close()
+        medians = {
+            key: statistics.median(r[key] for r in rounds)
+            for key in rounds[0]
+            if key != "load_average_1m"
+        }
+        print(f"medians: {medians}")
         result = {
             "benchmark": "audit_bench",
             "machine": describe_machine(),
             "params": vars(args),
-            "throughput": {
-                "events": stats.stored,
-                "rows": rows,
-                "seconds": round(drain_s, 2),
-                "events_per_s": round(throughput),
-                "rows_per_s": round(rows / drain_s),
-                "target_events_per_s": 10_000,
-                "retries": store.stats.retries,
-            },
+            "rows_per_event": round(len(rows_for(codec, measured[:2000])) / 2000, 2),
+            "target_events_per_s": 10_000,
+            "medians": medians,
+            "rounds": rounds,
+            "retries": store.stats.retries,
             "zero_loss": loss,
             "lag": {
                 "rate_events_per_s": round(len(steady) / produced_s),
