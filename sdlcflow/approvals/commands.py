@@ -137,13 +137,14 @@ def list_approvals(
     if not pending:
         click.echo("no approvals are waiting")
         return
-    table = Table("id", "repo", "head", "approvals", "evidence")
+    table = Table("id", "repo", "head", "approvals", "escalated to", "evidence")
     for approval in pending:
         table.add_row(
             approval.id,
             approval.repo,
             approval.state.head_sha[:12],
             f"{len(approval.approvers)}/{approval.required}",
+            approval.escalated_to or "-",
             approval.evidence_digest[:19],
         )
     Console().print(table)
@@ -189,6 +190,12 @@ def _print_approval(approval: Approval, bundle: dict[str, Any] | None, problem: 
         f"{', '.join(approval.approvers) or 'none yet'}"
     )
     console.print(f"evidence {approval.evidence_digest}")
+    if approval.escalated_to:
+        console.print(
+            f"escalated to reviewer group {approval.escalated_to} (timeout passed); its "
+            f"members may approve",
+            markup=False,
+        )
     if approval.reason:
         console.print(f"reason: {approval.reason}", markup=False)
     if bundle is None:

@@ -23,7 +23,14 @@ from pathlib import Path
 from sdlcflow.approvals.evidence import EvidenceError, EvidenceStore
 from sdlcflow.approvals.store import Approval, ApprovalStatus, Outcome
 from sdlcflow.core import events as ev
-from sdlcflow.core.events import REVIEW_CAPABILITY, Actor, ActorKind, Envelope, Event
+from sdlcflow.core.events import (
+    REVIEW_CAPABILITY,
+    Actor,
+    ActorKind,
+    Envelope,
+    Event,
+    reviewer_group_capability,
+)
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.identity import (
     CredentialClaims,
@@ -127,9 +134,13 @@ class Reviewer:
                 f"credential {claims.credential_id} of {claims.subject} expired at "
                 f"{claims.expires_at} ms; ask ops for a new one"
             )
-        if REVIEW_CAPABILITY not in claims.capabilities:
+        accepted = [REVIEW_CAPABILITY]
+        if approval.escalated_to:
+            accepted.append(reviewer_group_capability(approval.escalated_to))
+        if not any(capability in claims.capabilities for capability in accepted):
+            wanted = " or ".join(repr(c) for c in accepted)
             raise ReviewerError(
-                f"credential of {claims.subject} lacks the {REVIEW_CAPABILITY!r} capability "
+                f"credential of {claims.subject} lacks the {wanted} capability "
                 f"(has {sorted(claims.capabilities)}); ask ops for a reviewer credential"
             )
         if not any(fnmatch.fnmatchcase(approval.repo, p) for p in claims.repos):

@@ -8,7 +8,9 @@ CLI and console must work on a laptop that reaches only Kafka, and a pending lis
 per-reviewer projection, cheap to rebuild from the log by deleting the file.
 
 An approval's id is its task id (`<change id>/<step>`). A status is one of:
-pending, approved, rejected, invalidated (the state moved; a new request follows), closed.
+pending, approved, rejected, invalidated (the state moved; a new request follows), timed_out
+(nobody approved in time, also after escalation), closed. A pending approval whose timeout
+passed shows the reviewer group it was escalated to (whose members may now approve).
 The outcome of each decision a reviewer sent (accepted, or rejected with the reason) is kept
 by the sent event's id, so the CLI and console can say what the coordinator made of it.
 """
@@ -33,6 +35,7 @@ class ApprovalStatus(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     INVALIDATED = "invalidated"
+    TIMED_OUT = "timed_out"
     CLOSED = "closed"
 
 
@@ -56,6 +59,8 @@ class Approval:
     requested_event_id: str
     updated_at: int
     reason: str = ""
+    escalated_to: str = ""
+    escalated_at: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -71,6 +76,8 @@ class Approval:
             "requested_event_id": self.requested_event_id,
             "updated_at": self.updated_at,
             "reason": self.reason,
+            "escalated_to": self.escalated_to,
+            "escalated_at": self.escalated_at,
         }
 
 
@@ -89,7 +96,8 @@ CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY, repo TEXT NOT NULL, change_id TEXT NOT NULL, status TEXT NOT NULL,
     required INTEGER NOT NULL, approvers TEXT NOT NULL, state TEXT NOT NULL,
     evidence_digest TEXT NOT NULL, requested_at INTEGER NOT NULL,
-    requested_event_id TEXT NOT NULL, updated_at INTEGER NOT NULL, reason TEXT NOT NULL
+    requested_event_id TEXT NOT NULL, updated_at INTEGER NOT NULL, reason TEXT NOT NULL,
+    escalated_to TEXT NOT NULL DEFAULT '', escalated_at INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS approvals_by_change ON approvals (change_id, status);
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -103,8 +111,19 @@ CREATE TABLE IF NOT EXISTS offsets (
 );
 """
 
-# how the core words a change blocked by a reviewer's rejection
+# columns added after the first release: (name, definition), added to older files on open
+_ADDED_COLUMNS = (
+    ("escalated_to", "TEXT NOT NULL DEFAULT ''"),
+    ("escalated_at", "INTEGER NOT NULL DEFAULT 0"),
+)
+_COLUMNS = (
+    "id, repo, change_id, status, required, approvers, state, evidence_digest, requested_at, "
+    "requested_event_id, updated_at, reason, escalated_to, escalated_at"
+)
+
+# how the core words a change blocked by a reviewer's rejection, and by an approval timeout
 REJECTION_MARK = "approval rejected by"
+TIMEOUT_MARK = "approval timed out"
 _CLOSING = (ev.ChangePromoted, ev.ChangeWithdrawn, ev.ChangeFailed, ev.ChangeBlocked)
 
 
@@ -126,6 +145,10 @@ class ApprovalStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._tx() as db:
             db.executescript(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(approvals)")}
+            for name, definition in _ADDED_COLUMNS:
+                if name not in present:
+                    db.execute(f"ALTER TABLE approvals ADD COLUMN {name} {definition}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -190,7 +213,7 @@ class ApprovalStore:
 
     def pending(self, repo: str | None = None) -> list[Approval]:
         """Approvals waiting for reviewers, oldest first."""
-        query = "SELECT * FROM approvals WHERE status = ?"
+        query = f"SELECT {_COLUMNS} FROM approvals WHERE status = ?"
         args: tuple[str, ...] = (ApprovalStatus.PENDING.value,)
         if repo is not None:
             query += " AND repo = ?"
@@ -201,7 +224,9 @@ class ApprovalStore:
 
     def get(self, approval_id: str) -> Approval:
         with self._tx() as db:
-            row = db.execute("SELECT * FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)
+            ).fetchone()
         if row is None:
             raise UnknownApproval(
                 f"no approval {approval_id!r} is known here; run `sdlcflow approvals list` to "
@@ -224,7 +249,8 @@ class ApprovalStore:
 
 
 def _row_approval(row: tuple[object, ...]) -> Approval:
-    (aid, repo, change, status, required, approvers, state, digest, at, req, upd, reason) = row
+    (aid, repo, change, status, required, approvers, state, digest, at, req, upd, reason) = row[:12]
+    escalated_to, escalated_at = row[12:14]
     return Approval(
         id=str(aid),
         repo=str(repo),
@@ -238,6 +264,8 @@ def _row_approval(row: tuple[object, ...]) -> Approval:
         requested_event_id=str(req),
         updated_at=int(str(upd)),
         reason=str(reason),
+        escalated_to=str(escalated_to),
+        escalated_at=int(str(escalated_at)),
     )
 
 
@@ -256,14 +284,14 @@ def _fold(db: sqlite3.Connection, event: Event) -> None:
     elif isinstance(payload, ev.TaskCompleted):
         _set_status(db, envelope.task_id, ApprovalStatus.APPROVED, "approvals complete", event)
     elif isinstance(payload, ev.TaskCancelled | ev.TaskSkipped):
-        # a reviewer's rejection closes the change, which cancels the approval task first
-        rejected = REJECTION_MARK in payload.reason
-        status = ApprovalStatus.REJECTED if rejected else ApprovalStatus.CLOSED
-        _set_status(db, envelope.task_id, status, payload.reason, event)
+        # a reviewer's rejection or a timeout closes the change, which cancels the task first
+        _set_status(db, envelope.task_id, _cancelled_status(payload.reason), payload.reason, event)
     elif isinstance(payload, ev.ChangeRevised):
         _close_change(db, event, ApprovalStatus.INVALIDATED, f"change revised: {payload.reason}")
     elif isinstance(payload, _CLOSING):
         _closed(db, event, payload)
+    elif isinstance(payload, ev.EscalationRaised) and payload.group:
+        _escalated(db, event, payload)
     elif isinstance(payload, ev.EventRejected) and payload.rejected_type.startswith("Approval"):
         _record_outcome(db, event, payload.rejected_event_id, False, payload.reason.value, payload)
 
@@ -273,11 +301,12 @@ def _requested(db: sqlite3.Connection, event: Event, p: ev.ApprovalRequested) ->
     if envelope.task_id is None or envelope.change_id is None:
         return
     db.execute(
-        "INSERT INTO approvals VALUES (?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, '') "
+        f"INSERT INTO approvals ({_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, '', '', 0) "
         "ON CONFLICT (id) DO UPDATE SET status = excluded.status, required = excluded.required, "
         "approvers = '[]', state = excluded.state, evidence_digest = excluded.evidence_digest, "
         "requested_at = excluded.requested_at, requested_event_id = excluded.requested_event_id, "
-        "updated_at = excluded.updated_at, reason = ''",
+        "updated_at = excluded.updated_at, reason = '', escalated_to = '', escalated_at = 0",
         (
             envelope.task_id,
             envelope.repo,
@@ -308,7 +337,31 @@ def _accepted(db: sqlite3.Connection, event: Event, p: ev.ApprovalAccepted) -> N
     _record_outcome(db, event, envelope.causation_id or "", True, "ApprovalAccepted", detail)
 
 
+def _cancelled_status(reason: str) -> ApprovalStatus:
+    if REJECTION_MARK in reason:
+        return ApprovalStatus.REJECTED
+    return ApprovalStatus.TIMED_OUT if TIMEOUT_MARK in reason else ApprovalStatus.CLOSED
+
+
+def _escalated(db: sqlite3.Connection, event: Event, p: ev.EscalationRaised) -> None:
+    """The approval timed out once: the escalation group may now approve it too."""
+    db.execute(
+        "UPDATE approvals SET escalated_to = ?, escalated_at = ?, updated_at = ? "
+        "WHERE id = ? AND status = ?",
+        (
+            p.group,
+            event.envelope.occurred_at,
+            event.envelope.occurred_at,
+            event.envelope.task_id,
+            ApprovalStatus.PENDING.value,
+        ),
+    )
+
+
 def _closed(db: sqlite3.Connection, event: Event, payload: object) -> None:
+    if isinstance(payload, ev.ChangeBlocked) and payload.reason.startswith(TIMEOUT_MARK):
+        _close_change(db, event, ApprovalStatus.TIMED_OUT, payload.reason)
+        return
     if isinstance(payload, ev.ChangeBlocked):
         rejected = payload.reason.startswith(REJECTION_MARK)
         status = ApprovalStatus.REJECTED if rejected else ApprovalStatus.CLOSED

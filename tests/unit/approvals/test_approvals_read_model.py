@@ -137,3 +137,67 @@ class TestOffsets:
     def test_unknown_id_names_the_command_that_lists_ids(self, store: ApprovalStore) -> None:
         with pytest.raises(UnknownApproval, match="sdlcflow approvals list"):
             store.get("nope/approval")
+
+
+class TestEscalationAndTimeout:
+    """A timed-out approval shows its escalation group; a final timeout ends it as timed out."""
+
+    def _escalate(self, store: ApprovalStore) -> None:
+        store.apply_event(approval_requested(REPO, "chg-1", STATE, DIGEST))
+        raised = ev.EscalationRaised(
+            "approval not approved within 3600000 ms; escalated to reviewer group leads",
+            ev.Severity.WARNING,
+            APPROVAL,
+            "leads",
+        )
+        store.apply_event(
+            decision(
+                raised,
+                repo=REPO,
+                change_id="chg-1",
+                task_id=APPROVAL,
+                occurred_at=1_700_003_600_000,
+            )
+        )
+
+    def test_escalation_names_the_group_and_keeps_the_approval_pending(
+        self, store: ApprovalStore
+    ) -> None:
+        self._escalate(store)
+        (pending,) = store.pending()
+        assert (pending.escalated_to, pending.escalated_at) == ("leads", 1_700_003_600_000)
+        assert pending.to_json()["escalated_to"] == "leads"
+
+    def test_escalations_without_a_group_change_nothing(self, store: ApprovalStore) -> None:
+        store.apply_event(approval_requested(REPO, "chg-1", STATE, DIGEST))
+        dead = ev.EscalationRaised("lint failed", ev.Severity.CRITICAL, APPROVAL)
+        store.apply_event(decision(dead, repo=REPO, change_id="chg-1", task_id=APPROVAL))
+        assert store.get(APPROVAL).escalated_to == ""
+
+    def test_final_timeout_ends_the_approval_as_timed_out(self, store: ApprovalStore) -> None:
+        self._escalate(store)
+        reason = "approval timed out: approval not approved within 3600000 ms after escalation"
+        cancelled = ev.TaskCancelled(f"change blocked: {reason}")
+        store.apply_event(decision(cancelled, repo=REPO, change_id="chg-1", task_id=APPROVAL))
+        store.apply_event(
+            decision(ev.ChangeBlocked(reason, APPROVAL), repo=REPO, change_id="chg-1")
+        )
+        approval = store.get(APPROVAL)
+        assert approval.status is ApprovalStatus.TIMED_OUT
+        assert "timed out" in approval.reason
+
+    def test_a_file_from_before_escalations_gains_the_columns(self, tmp_path: Path) -> None:
+        import sqlite3
+
+        path = tmp_path / "old.sqlite"
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "CREATE TABLE approvals (id TEXT PRIMARY KEY, repo TEXT NOT NULL, change_id TEXT "
+                "NOT NULL, status TEXT NOT NULL, required INTEGER NOT NULL, approvers TEXT NOT "
+                "NULL, state TEXT NOT NULL, evidence_digest TEXT NOT NULL, requested_at INTEGER "
+                "NOT NULL, requested_event_id TEXT NOT NULL, updated_at INTEGER NOT NULL, "
+                "reason TEXT NOT NULL)"
+            )
+        store = ApprovalStore(path)
+        self._escalate(store)
+        assert store.get(APPROVAL).escalated_to == "leads"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from console_world import HOSTILE, SECRET, ConsoleWorld, make_world
+from console_world import HOSTILE, REPO, SECRET, ConsoleWorld, make_world
 
 from sdlcflow.approvals.store import ApprovalStatus
+from sdlcflow.approvals.testing import decision
 from sdlcflow.console.app import SESSION_COOKIE, csrf_token
+from sdlcflow.core import events as ev
 
 
 def _csrf(html: str) -> str:
@@ -63,6 +65,18 @@ class TestListAndShow:
     def test_unknown_approval_is_a_clear_404(self, world: ConsoleWorld) -> None:
         page = world.client.get("/approvals/nope/approval")
         assert page.status_code == 404 and "sdlcflow approvals list" in page.text
+
+    def test_escalated_approval_shows_the_group_on_list_and_detail(
+        self, world: ConsoleWorld
+    ) -> None:
+        raised = ev.EscalationRaised("timed out", ev.Severity.WARNING, world.approval_id, "leads")
+        world.store.apply_event(
+            decision(raised, repo=REPO, change_id="chg-1", task_id=world.approval_id)
+        )
+        listed = world.client.get("/").text
+        assert '<td class="escalation">leads</td>' in listed
+        detail = world.client.get(f"/approvals/{world.approval_id}").text
+        assert 'id="escalation"' in detail and "<strong>leads</strong>" in detail
 
     def test_stylesheet_includes_the_diff_colours(self, world: ConsoleWorld) -> None:
         css = world.client.get("/static/console.css")
