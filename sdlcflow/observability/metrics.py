@@ -113,8 +113,8 @@ BATCH_SECONDS = Histogram(
 # --- policy evaluation (the process that evaluates: the policy agent) -------------------------
 POLICY_EVALUATION = Histogram(
     "sdlcflow_policy_evaluation_seconds",
-    "Time to evaluate a policy bundle on one input (cache misses only), by decision.",
-    ["decision"],
+    "Time to decide one policy input (bundle evaluation, or a cache hit), by cache and outcome.",
+    ["cache", "outcome"],
     buckets=POLICY_BUCKETS,
     registry=REGISTRY,
 )

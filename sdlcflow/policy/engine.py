@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import regopy
 
 from sdlcflow.identity.canonical import canonical_bytes, sha256_digest
+from sdlcflow.observability.metrics import POLICY_EVALUATION
 from sdlcflow.policy import _rego
 from sdlcflow.policy.bundle import POLICY_PACKAGE_PREFIX, PolicyBundle, entrypoint
 from sdlcflow.policy.cache import DecisionCache
@@ -56,6 +58,7 @@ class PolicyEngine:
 
     def evaluate(self, document: InputDocument, modes: PolicyModes | None = None) -> BundleDecision:
         """The decision for one input, from the cache when the same bundle saw the same input."""
+        started = time.perf_counter()
         plain = document.document() if isinstance(document, PolicyInput) else document
         raw_input = canonical_bytes(plain)
         input_digest = sha256_digest(raw_input)
@@ -65,7 +68,7 @@ class PolicyEngine:
             raws = cached if cached is not None else self._evaluate_raw(plain)
             if cached is None and self.cache is not None:
                 self.cache.put(key, raws)
-        return decide(
+        decision = decide(
             raws,
             modes or PolicyModes(),
             self._static_paths,
@@ -73,6 +76,10 @@ class PolicyEngine:
             input_digest=input_digest,
             cache_hit=cached is not None,
         )
+        cache = "miss" if cached is None else "hit"
+        timing = POLICY_EVALUATION.labels(cache, decision.outcome.value)
+        timing.observe(time.perf_counter() - started)
+        return decision
 
     def _evaluate_raw(self, plain: Mapping[str, Any]) -> tuple[RawResult, ...]:
         _rego.set_input(self._runner, plain)
