@@ -7,6 +7,7 @@ Failures exit 1 with a message that names the log to read or the fix.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -18,6 +19,8 @@ from sdlcflow.infra import local
 from sdlcflow.infra.errors import InfraError
 from sdlcflow.infra.migrations import MigrationReport
 from sdlcflow.infra.topics import TopicReport
+from sdlcflow.observability.overview import Overview, overview
+from sdlcflow.processors.config import DEFAULT_APP_ID
 from sdlcflow.settings import Settings
 
 _out = Console()
@@ -155,24 +158,80 @@ def down(timeout_s: float, as_json: bool) -> None:
     _out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
+def _print_overview(view: Overview) -> None:
+    table = Table(title="consumer groups")
+    for column in ("group", "member", "partitions", "lag by topic"):
+        table.add_column(column, overflow="fold")
+    for group in view.groups:
+        lag = ", ".join(f"{topic} {n}" for topic, n in group.lag_by_topic().items()) or "-"
+        members = group.members or ()
+        if not members:
+            table.add_row(group.group, "[dim]none running[/dim]", "-", lag)
+        for number, member in enumerate(members):
+            owned = ", ".join(f"{t.removeprefix('sdlc.')}:{p}" for t, p in member.partitions)
+            table.add_row(
+                group.group if number == 0 else "",
+                member.host,
+                owned or "-",
+                lag if not number else "",
+            )
+    _out.print(table)
+    size = "unknown" if view.dead_letter_size is None else str(view.dead_letter_size)
+    _out.print(f"dead letter: {size} records retained")
+    if view.live_leases is None:
+        _out.print("live leases: unknown (pass --metrics http://<processors>:<port>/metrics)")
+    else:
+        held = ", ".join(f"{c} {n}" for c, n in view.live_leases.items()) or "none"
+        _out.print(f"live leases: {held}")
+    for problem in view.problems:
+        _out.print(f"[yellow]{problem}[/yellow]")
+
+
 @click.command()
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    help="Consumer group to report (repeatable) [default: the coordinator's app id, "
+    "sdlcflow-audit, and every sdlcflow-agents-* group].",
+)
+@click.option(
+    "--metrics",
+    "metrics_urls",
+    multiple=True,
+    envvar="SDLCFLOW_METRICS_URLS",
+    help="A processors worker's /metrics URL, read for live leases (repeatable) "
+    "[env SDLCFLOW_METRICS_URLS, space-separated].",
+)
 @_json_option
-def status(as_json: bool) -> None:
-    """Report each server (pid, address, ready), the topics and the schema version.
+def status(groups: tuple[str, ...], metrics_urls: tuple[str, ...], as_json: bool) -> None:
+    """Report each server (pid, address, ready), the topics and the schema version, and the
+    services: group partitions, lag per topic, dead-letter size and live leases.
 
     Exit status 0 when both servers answer with every topic and migration in place, 3 otherwise.
     """
     settings = Settings.from_env()
     with _infra_errors():
         report = local.server_status(settings)
+    view = None
+    if report.kafka.ready:
+        wanted = groups or (_coordinator_group(), "sdlcflow-audit")
+        view = overview(settings.kafka_bootstrap, wanted, metrics_urls)
     if as_json:
-        _emit_json(report.to_json())
+        _emit_json({**report.to_json(), "services": view.to_json() if view else None})
     else:
         _out.print(_servers_table([report.kafka, report.cassandra]))
         _print_topics(report.topics)
         _print_schema(report.keyspace, report.migrations)
+        if view is not None:
+            _print_overview(view)
     if not report.healthy:
         raise click.exceptions.Exit(3)
+
+
+def _coordinator_group() -> str:
+    """The coordinator's consumer group: its faust app id (SDLCFLOW_PROCESSORS_APP_ID)."""
+    return os.environ.get("SDLCFLOW_PROCESSORS_APP_ID", "").strip() or DEFAULT_APP_ID
 
 
 @click.command()

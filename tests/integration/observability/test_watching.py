@@ -295,3 +295,32 @@ class TestWatchingARun:
 
 def _group(run: Run) -> str:
     return "test-obs-audit-" + run.prefix.removeprefix("obs-").rstrip("/")
+
+
+class TestStatus:
+    """`sdlcflow status --json` shows the run's groups, partitions, lag and live leases."""
+
+    def test_status_reports_partitions_lag_dead_letters_and_leases(self, run: Run) -> None:
+        app_id = "test-obs-" + run.prefix.removeprefix("obs-").rstrip("/")
+        url = f"http://127.0.0.1:{run.processors_port}/metrics"
+
+        def owned(document: dict[str, Any]) -> list[str]:
+            (group,) = [g for g in document["services"]["groups"] if g["group"] == app_id]
+            return [p for member in group["members"] for p in member["partitions"]]
+
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            argv = [sys.executable, "-m", "sdlcflow.cli", "status", "--json"]
+            argv += ["--group", app_id, "--group", _group(run), "--metrics", url]
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+            document = json.loads(done.stdout)
+            if owned(document) or time.monotonic() > deadline:
+                break
+            run.services.check()
+        services = document["services"]
+        assert services["problems"] == []
+        assert {f"sdlc.change-requests:{p}" for p in range(12)} <= set(owned(document))
+        assert isinstance(services["dead_letter_size"], int)
+        assert isinstance(services["live_leases"], dict)
+        (audit,) = [g for g in services["groups"] if g["group"] == _group(run)]
+        assert audit["members"] and set(audit["lag_by_topic"]) >= {"sdlc.coordinator"}

@@ -6,10 +6,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from observability_states import state, task
+
 from sdlcflow.agents._worker import WorkerStats
 from sdlcflow.audit.sink import SinkStats
-from sdlcflow.core.events import Backoff, Outputs, TaskContract
-from sdlcflow.core.state import ChangeState, Lease, RepoState, TaskState
+from sdlcflow.core.state import RepoState
 from sdlcflow.observability import metrics
 from sdlcflow.observability.collectors import (
     live_leases,
@@ -29,23 +30,6 @@ class _Worker:
 class _Sink:
     stats: SinkStats
     group_id: str = "unit-audit"
-
-
-def _task(capability: str, leased: bool) -> TaskState:
-    contract = TaskContract(
-        id=f"{capability}-task", step=capability, capability=capability, needs=(), inputs=(),
-        outputs=Outputs(), preconditions=(), when="", timeout_ms=1000, authority=next(
-            iter(__import__("sdlcflow.core.events", fromlist=["Authority"]).Authority)
-        ), approvals_required=0, max_attempts=1, backoff=Backoff(1, 1, 0.0), compensation=None,
-    )  # fmt: skip
-    lease = Lease("l", "agent", 1, 10, 10, 1, ()) if leased else None
-    return TaskState(contract=contract, lease=lease)
-
-
-def _state(*tasks: TaskState) -> RepoState:
-    change = ChangeState.__new__(ChangeState)
-    object.__setattr__(change, "tasks", {t.contract.id: t for t in tasks})
-    return RepoState(repo="acme/login", changes={"c1": change})
 
 
 def _value(name: str, labels: dict[str, str]) -> float | None:
@@ -90,7 +74,7 @@ class TestLiveLeases:
     """Live leases are counted from the cached states, by capability."""
 
     def test_only_held_leases_count(self) -> None:
-        states = [_state(_task("lint", True), _task("test", False)), _state(_task("lint", True))]
+        states = [state(task("lint", True), task("test", False)), state(task("lint", True))]
         assert live_leases(states) == {"lint": 2}
 
     def test_the_gauge_reads_the_states_at_scrape_time(self) -> None:
@@ -98,7 +82,7 @@ class TestLiveLeases:
         unwatch = watch_leases(lambda: states)
         try:
             assert _value("sdlcflow_leases_live", {"capability": "deploy"}) is None
-            states.append(_state(_task("deploy", True)))
+            states.append(state(task("deploy", True)))
             assert _value("sdlcflow_leases_live", {"capability": "deploy"}) == 1
         finally:
             unwatch()
