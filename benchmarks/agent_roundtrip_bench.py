@@ -2,11 +2,17 @@
 
 Runs one agent process (a Worker serving no-op `lint` and `test` agents) against the
 coordinator engine (`LoopbackCoordinator`: the processors' CoordinatorEngine in a plain Kafka
-loop) on the local broker. Change requests of the `code-change` template are submitted at a
-fixed rate; each yields a lint and a test offer. Prints p50/p99 of the per-task round trip
-(request sent -> TaskCompleted seen) and of the grant latency, and accepted tasks/s.
+loop, in its own process) on the local broker. Both serve only this run's repositories
+(`--repos`-style glob), so other users of the shared broker cost them no decoding. Change
+requests of the `code-change` template are submitted at each offered rate in turn; each yields
+a lint and a test offer. For each rate it prints p50/p99 of the per-task round trip (lease
+request sent -> TaskCompleted seen), of offer -> accepted (the offer's decision time to the
+verdict), of the grant latency, and accepted tasks/s.
 
-    .venv/bin/python benchmarks/agent_roundtrip_bench.py --tasks 2000 --rate 1000
+`--compare` also runs, side by side in the same run, a worker with librdkafka's default
+latency settings (Nagle on, fetch.wait.max.ms 500) to show what those settings cost.
+
+    .venv/bin/python benchmarks/agent_roundtrip_bench.py --rates 50,200,1000 --compare
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
 
 from sdlcflow.agents import AgentIdentity, TaskContract, TaskResult, Worker, agent
 from sdlcflow.agents._loopback import LoopbackCoordinator
@@ -33,10 +42,13 @@ from sdlcflow.identity import (
 )
 from sdlcflow.settings import Settings
 from sdlcflow.streams.producer import EventPublisher
-from sdlcflow.streams.topics import CHANGE_REQUESTS
+from sdlcflow.streams.topics import CHANGE_REQUESTS, COORDINATOR
 from sdlcflow.tracing import new_trace_id
 
 RESULTS = Path(__file__).parent / "results" / "agent_roundtrip.json"
+# librdkafka's own defaults, for the side-by-side comparison
+LIBRDKAFKA_DEFAULTS = {"socket.nagle.disable": False}
+LIBRDKAFKA_CONSUMER_DEFAULTS = {**LIBRDKAFKA_DEFAULTS, "fetch.wait.max.ms": 500}
 
 
 @agent("lint")
@@ -69,27 +81,31 @@ def change_request(repo: str) -> Event:
         causation_id=None, actor=Actor(ActorKind.PRODUCER, "bench"),
     )  # fmt: skip
     payload = ChangeRequested(
-        kind="code", template="code-change", base_sha="b" * 40, head_sha=uuid.uuid4().hex * 1,
+        kind="code", template="code-change", base_sha="b" * 40, head_sha=uuid.uuid4().hex,
         lockfile_digest="",
     )  # fmt: skip
     return Event(envelope, payload)
 
 
-async def submit(bootstrap: str, changes: int, rate: float, repos: int) -> float:
+async def submit(bootstrap: str, prefix: str, changes: int, rate: float, repos: int) -> float:
     publisher = EventPublisher(bootstrap)
     start = time.monotonic()
     for index in range(changes):
         due = start + index / rate
         if (wait := due - time.monotonic()) > 0:
             await asyncio.sleep(wait)
-        publisher.publish(CHANGE_REQUESTS, change_request(f"bench/repo-{index % repos}"))
+        publisher.publish(CHANGE_REQUESTS, change_request(f"{prefix}repo-{index % repos}"))
     await asyncio.to_thread(publisher.flush)
     return time.monotonic() - start
 
 
-def serve_coordinator(bootstrap: str, key_id: str, public_key: str, ready: Any, stop: Any) -> None:
+def serve_coordinator(
+    bootstrap: str, prefix: str, key_id: str, public_key: str, ready: Any, stop: Any
+) -> None:
     """The coordinator in its own process, so it does not share the agent's interpreter."""
-    coordinator = LoopbackCoordinator(bootstrap, {key_id: decode_public_key(public_key)})
+    coordinator = LoopbackCoordinator(
+        bootstrap, {key_id: decode_public_key(public_key)}, repos=(f"{prefix}*",)
+    )
     coordinator.start()
     ready.set()
     stop.wait()
@@ -101,60 +117,156 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+def summary(values: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": round(pct(values, 0.5), 2),
+        "p99": round(pct(values, 0.99), 2),
+        "mean": round(statistics.fmean(values), 2) if values else None,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def log_size(bootstrap: str, topic: str) -> int:
+    """How many messages `topic` holds (sum of high watermarks)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        marks = (
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions
+        )
+        return sum(high for _low, high in marks)
+    finally:
+        consumer.close()
+
+
+class Marks:
+    """Where a phase's figures start: the worker's cumulative stats, CPU, log sizes."""
+
+    def __init__(self, worker: Worker, coordinator_pid: int, bootstrap: str) -> None:
+        stats = worker.stats
+        self.accepted = stats.accepted
+        self.round_trip = len(stats.round_trip_ms)
+        self.offer = len(stats.offer_to_accepted_ms)
+        self.grant = len(stats.grant_latency_ms)
+        self.agent_cpu = time.process_time()
+        self.coordinator_cpu = cpu_seconds(coordinator_pid)
+        self.reads = worker.task_topic_reads()
+        self.decisions_log = log_size(bootstrap, COORDINATOR)
+
+
+async def phase(
+    worker: Worker, coordinator_pid: int, prefix: str, rate: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Offer `args.tasks` tasks at `rate`/s and wait until all are accepted (or time out)."""
+    bootstrap = worker.bootstrap
+    stats, marks = worker.stats, Marks(worker, coordinator_pid, bootstrap)
+    tasks = args.tasks - args.tasks % 2
+    load_before = os.getloadavg()[0]
+    begin = time.monotonic()
+    submit_s = await submit(bootstrap, prefix, tasks // 2, rate / 2, args.repos)
+    deadline = time.monotonic() + args.timeout_s
+    while stats.accepted - marks.accepted < tasks and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    elapsed = time.monotonic() - begin
+    accepted = stats.accepted - marks.accepted
+    per_task = 1000 / max(1, accepted)
+    read, decoded = worker.task_topic_reads()
+    return {
+        "offered_per_s": rate, "tasks_requested": tasks, "tasks_accepted": accepted,
+        "submit_s": round(submit_s, 3), "elapsed_s": round(elapsed, 3),
+        "accepted_per_s": round(accepted / elapsed, 1),
+        "round_trip_ms": summary(stats.round_trip_ms[marks.round_trip :]),
+        "offer_to_accepted_ms": summary(stats.offer_to_accepted_ms[marks.offer :]),
+        "grant_ms": summary(stats.grant_latency_ms[marks.grant :]),
+        "agent_cpu_ms_per_task": round((time.process_time() - marks.agent_cpu) * per_task, 2),
+        "coordinator_cpu_ms_per_task": round(
+            (cpu_seconds(coordinator_pid) - marks.coordinator_cpu) * per_task, 2),
+        "task_topic_messages_read": read - marks.reads[0],
+        "task_topic_messages_decoded": decoded - marks.reads[1],
+        "decisions_log_messages_meanwhile": log_size(bootstrap, COORDINATOR) - marks.decisions_log,
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }  # fmt: skip
+
+
+Overrides = tuple[dict[str, Any], dict[str, Any]]  # producer, consumer
+
+
+async def run_worker(
+    name: str, overrides: Overrides, identity: AgentIdentity, args: argparse.Namespace
+) -> list[dict[str, Any]]:
     bootstrap = Settings.from_env().kafka_bootstrap
-    identity, issuer = identity_and_issuer()
+    prefix = f"bench-rt-{uuid.uuid4().hex[:8]}/"
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Event(), context.Event()
     coordinator = context.Process(
         target=serve_coordinator,
-        args=(bootstrap, issuer.key_id, issuer.public_key_b64, ready, stop),
+        args=(bootstrap, prefix, args.issuer.key_id, args.issuer.public_key_b64, ready, stop),
     )
     coordinator.start()
     await asyncio.to_thread(ready.wait, 60)
-    tasks = args.tasks - args.tasks % 2
+    phases = []
     try:
         worker = Worker(
             [noop_lint, noop_test], bootstrap=bootstrap, identity=identity,
             concurrency=args.concurrency, group_id=f"bench-{uuid.uuid4().hex[:8]}",
-            consumer_config={"auto.offset.reset": "latest"},
+            repos=(f"{prefix}*",), producer_config=overrides[0],
+            consumer_config={"auto.offset.reset": "latest", **overrides[1]},
         )  # fmt: skip
         async with worker:
             await asyncio.sleep(args.warmup_s)  # group join and partition assignment
-            begin = time.monotonic()
-            submit_s = await submit(bootstrap, tasks // 2, args.rate / 2, args.repos)
-            deadline = time.monotonic() + args.timeout_s
-            while worker.stats.accepted < tasks and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            elapsed = time.monotonic() - begin
-            stats = worker.stats
+            for rate in args.rates:
+                assert coordinator.pid is not None
+                result = await phase(worker, coordinator.pid, prefix, rate, args)
+                print(json.dumps({"settings": name, **result}))
+                phases.append({"settings": name, **result})
     finally:
         stop.set()
         coordinator.join(15)
-    rt, grant = stats.round_trip_ms, stats.grant_latency_ms
+    return phases
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    identity, args.issuer = identity_and_issuer()
+    runs: list[tuple[str, Overrides]] = [("sdlcflow agent settings", ({}, {}))]
+    if args.compare:
+        runs.append(("librdkafka defaults", (LIBRDKAFKA_DEFAULTS, LIBRDKAFKA_CONSUMER_DEFAULTS)))
+    phases: list[dict[str, Any]] = []
+    for name, overrides in runs:
+        phases += await run_worker(name, overrides, identity, args)
     return {
         "benchmark": "agent_roundtrip",
-        "target": {"p99_ms": 25, "tasks_per_s": args.rate},
-        "tasks_requested": tasks, "tasks_accepted": stats.accepted, "offers": stats.offers,
-        "concurrency": args.concurrency, "repos": args.repos, "submit_s": round(submit_s, 3),
-        "elapsed_s": round(elapsed, 3), "accepted_per_s": round(stats.accepted / elapsed, 1),
-        "round_trip_ms": {"p50": round(pct(rt, 0.5), 2), "p99": round(pct(rt, 0.99), 2),
-                          "mean": round(statistics.fmean(rt), 2) if rt else None},
-        "grant_ms": {"p50": round(pct(grant, 0.5), 2), "p99": round(pct(grant, 0.99), 2)},
-        "coordinator": "LoopbackCoordinator (processors CoordinatorEngine) in its own process",
+        "target": {"p99_ms": 25, "tasks_per_s": 1000},
+        "concurrency": args.concurrency, "repos": args.repos, "tasks_per_phase": args.tasks,
+        "phases": phases,
+        "coordinator": "LoopbackCoordinator (processors CoordinatorEngine) in its own process, "
+        "serving only this run's repositories",
+        "agent": "one Worker process; follows its tasks on sdlc.tasks.<capability> only",
         "machine": describe_machine(),
     }  # fmt: skip
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=2000, help="tasks (2 per change request)")
-    parser.add_argument("--rate", type=float, default=1000.0, help="offered tasks per second")
+    parser.add_argument("--tasks", type=int, default=2000, help="tasks per rate (2 per change)")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(r) for r in text.split(",")],
+        default=[50.0, 200.0, 1000.0],
+        help="offered tasks per second, one phase each (comma-separated)",
+    )
     parser.add_argument("--concurrency", type=int, default=64, help="Worker concurrency")
     parser.add_argument("--repos", type=int, default=200, help="distinct repositories")
     parser.add_argument("--warmup-s", type=float, default=6.0, help="wait for group assignment")
     parser.add_argument("--timeout-s", type=float, default=120.0, help="give up after this")
+    parser.add_argument(
+        "--compare", action="store_true", help="also run with librdkafka's default settings"
+    )
     result = asyncio.run(main(parser.parse_args()))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("machine", "phases")}))

@@ -12,12 +12,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from sdlcflow.agents._transport import CONSUMER_LATENCY_CONFIG, LATENCY_CONFIG
 from sdlcflow.core.decider import CoreConfig
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, Tick
 from sdlcflow.core.planner import load_templates, packaged_template_texts
@@ -41,6 +42,8 @@ class LoopbackCoordinator:
         issuers: trusted credential issuer keys (key id -> public key).
         lease_ttl_ms: lease time-to-live handed to the core.
         tick_interval_ms: how often Ticks (time) are fed to the engine.
+        repos: glob patterns of the repositories served (default: all), like `sdlcflow run
+            processors --repos`, so a test or benchmark ignores other users of the broker.
     """
 
     def __init__(
@@ -50,22 +53,33 @@ class LoopbackCoordinator:
         *,
         lease_ttl_ms: int = 30_000,
         tick_interval_ms: int = 200,
+        repos: Sequence[str] = (),
     ) -> None:
         core = CoreConfig(
             templates=load_templates(packaged_template_texts()), lease_ttl_ms=lease_ttl_ms
         )
         self.codec = EventCodec()
         self.engine = CoordinatorEngine(
-            core, CredentialGate(TrustedIssuers.of(issuers)), self.codec, group="loopback"
+            core,
+            CredentialGate(TrustedIssuers.of(issuers)),
+            self.codec,
+            group="loopback",
+            repos=repos,
         )
         self.tick_interval_ms = tick_interval_ms
         self.decisions = 0
         self._bootstrap = bootstrap
         self._producer = Producer(
-            {**producer_config(bootstrap), "linger.ms": 1, "client.id": "sdlcflow-loopback"}
+            {
+                **producer_config(bootstrap),
+                **LATENCY_CONFIG,
+                "linger.ms": 1,  # decisions are latency-bound answers: send within 1 ms
+                "client.id": "sdlcflow-loopback",
+            }
         )
         self._consumer = Consumer(
             {
+                **CONSUMER_LATENCY_CONFIG,
                 "bootstrap.servers": bootstrap,
                 "group.id": f"sdlcflow-loopback-{uuid.uuid4().hex[:8]}",  # assign only
                 "enable.auto.commit": False,

@@ -1,24 +1,30 @@
-"""The Kafka side of a Worker: an async publisher and two consumer threads.
+"""The Kafka side of a Worker: an async publisher and two consumer threads on the task topics.
 
-- offers: a consumer-group subscription to `sdlc.tasks.<capability>`; it hands messages to the
+- offers: a consumer-group subscription to `sdlc.tasks.<capability>`; it hands offers to the
   event loop only while the worker has free slots (partitions are paused otherwise, so the poll
   loop keeps the group membership alive), and commits the offsets the loop says are safe.
-- decisions: a group-less assignment of every partition of the coordinator's decision log,
-  from its end at start-up, so grants, extensions and revocations are seen even when a
-  rebalance moves the offer's partition to another agent.
+- follower: a group-less assignment of every partition of the same task topics, from their end
+  at start-up. The coordinator routes every decision about a task (grant, denial, extension,
+  revocation, expiry, verdict) to its capability's task topic, so this sees them even when a
+  rebalance moves the offer's partition to another agent, without decoding the whole
+  decisions log.
 
-confluent-kafka calls block, so each consumer polls in its own thread and passes decoded events
-to the loop with `call_soon_threadsafe`; the producer is served by a third small thread.
+Both skip, by the 5-byte frame header and without decoding, the event types they do not act
+on. confluent-kafka calls block, so each consumer polls in its own thread and passes decoded
+events to the loop with `call_soon_threadsafe`; the producer is served by a third small thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import queue
+import re
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
@@ -35,15 +41,57 @@ from sdlcflow.agents._errors import AgentError
 from sdlcflow.core.events import Event
 from sdlcflow.streams.consumer import Delivery, Refusal, decode_message
 from sdlcflow.streams.producer import DeliveryError, producer_config, trace_headers
-from sdlcflow.streams.wire import EventCodec
+from sdlcflow.streams.wire import EventCodec, record_name
 
 log = logging.getLogger("sdlcflow.agents.transport")
 
 POLL_S = 0.05  # short polls keep shutdown and pause/resume responsive
 METADATA_TIMEOUT_S = 10.0
 
-OfferBatch = list[Delivery | Refusal]
+# Settings every agent client shares: an agent's messages are small, latency-bound round trips.
+LATENCY_CONFIG: dict[str, Any] = {
+    # send each small frame at once: Nagle would hold a lease request until the previous
+    # segment is acknowledged (up to the peer's delayed-ACK timer, 40 ms on Linux)
+    "socket.nagle.disable": True,
+}
+CONSUMER_LATENCY_CONFIG: dict[str, Any] = dict(LATENCY_CONFIG)
+# The offer consumer pauses its partitions while every slot is busy. The broker answers a
+# fetch as soon as one byte is there (fetch.min.bytes=1), but a resumed partition joins only
+# the next fetch request, after the one in flight returns: up to fetch.wait.max.ms (500 ms by
+# default) for an idle topic. 50 ms bounds that wait at 20 idle fetches/s per agent.
+OFFER_CONSUMER_CONFIG: dict[str, Any] = {"fetch.wait.max.ms": 50}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A message the consumer did not decode (not an offer, or another repository's): only its
+    position, so the offset can still be committed in order."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+OfferBatch = list[Delivery | Refusal | Skipped]
 Partitions = list[tuple[str, int]]
+
+
+def frame_headers(codec: EventCodec, event_types: Iterable[str]) -> frozenset[bytes]:
+    """The 5-byte frame headers of the current schemas of `event_types` (to skip them unread;
+    frames of older schema versions are decoded and filtered by type instead)."""
+    return frozenset(codec.codec.header(record_name(t)) for t in event_types)
+
+
+def repo_matcher(patterns: Sequence[str]) -> Callable[[bytes | None], bool]:
+    """Does a message key (the repository) match one of the glob `patterns`? (none: all do)"""
+    if not patterns:
+        return lambda _key: True
+    compiled = [re.compile(fnmatch.translate(p).encode()) for p in patterns]
+
+    def matches(key: bytes | None) -> bool:
+        return key is not None and any(c.match(key) for c in compiled)
+
+    return matches
 
 
 def agent_producer_config(
@@ -58,6 +106,7 @@ def agent_producer_config(
             "linger.ms": 1,
             # a heartbeat that cannot be delivered within a lease TTL is useless; fail fast
             "delivery.timeout.ms": 10_000,
+            **LATENCY_CONFIG,
         }
     )
     config.update(overrides or {})
@@ -167,8 +216,12 @@ class OfferConsumer:
         slots: int,
         deliver: Callable[[OfferBatch], None],
         revoked: Callable[[Partitions], None],
+        skip: frozenset[bytes] = frozenset(),
+        wanted_repo: Callable[[bytes | None], bool] = lambda _key: True,
     ) -> None:
-        self._consumer = Consumer(dict(config))
+        self._consumer = Consumer({**OFFER_CONSUMER_CONFIG, **config})
+        self._skip = skip
+        self._wanted_repo = wanted_repo
         self._topics = list(topics)
         self._codec = codec
         self._group_id = group_id
@@ -233,7 +286,10 @@ class OfferConsumer:
             self._consumer.pause(assignment)
         self._paused = not open_
 
-    def _decode(self, message: Message) -> Delivery | Refusal:
+    def _decode(self, message: Message) -> Delivery | Refusal | Skipped:
+        value = message.value()
+        if (value is not None and value[:5] in self._skip) or not self._wanted_repo(message.key()):
+            return Skipped(message.topic() or "", message.partition() or 0, message.offset() or 0)
         return decode_message(self._codec, message, self._group_id)
 
     def _apply_commits(self, *, asynchronous: bool) -> None:
@@ -267,48 +323,56 @@ class OfferConsumer:
         self._consumer.close()
 
 
-class DecisionConsumer:
-    """Reads the coordinator's decisions from their end, without a group, for every partition."""
+class TaskFollower:
+    """Reads the task topics from their end, without a group, for every partition: the
+    decisions about this worker's tasks, wherever the group put their offers."""
 
     def __init__(
         self,
         *,
         config: Mapping[str, Any],
-        topic: str,
+        topics: Sequence[str],
         codec: EventCodec,
         wanted: frozenset[str],
         deliver: Callable[[list[Event]], None],
+        skip: frozenset[bytes] = frozenset(),
+        wanted_repo: Callable[[bytes | None], bool] = lambda _key: True,
     ) -> None:
         settings = dict(config)
-        settings["group.id"] = f"sdlcflow-agent-decisions-{uuid.uuid4().hex[:8]}"  # never commits
+        settings["group.id"] = f"sdlcflow-agent-follower-{uuid.uuid4().hex[:8]}"  # never commits
         self._consumer = Consumer(settings)
-        self._topic = topic
+        self._topics = list(topics)
         self._codec = codec
         self._wanted = wanted
+        self._skip = skip
+        self._wanted_repo = wanted_repo
         self._deliver = deliver
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sdlcflow-agent-decisions")
+        self._thread = threading.Thread(target=self._run, name="sdlcflow-agent-follower")
         self._thread.daemon = True
         self.error: BaseException | None = None
+        self.read = 0  # messages seen on the task topics
+        self.decoded = 0  # of which decoded (the rest skipped by frame header or repository)
 
     def start(self) -> None:
         """Assign every partition at its current end, then start reading (synchronously
         positioned, so no decision made after this returns can be missed)."""
-        metadata = self._consumer.list_topics(self._topic, timeout=METADATA_TIMEOUT_S)
-        topic = metadata.topics.get(self._topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            raise AgentError(
-                f"topic {self._topic} does not exist; start Kafka and create the topics with "
-                "`sdlcflow up`"
-            )
         assignment = []
-        for partition in sorted(topic.partitions):
-            _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self._topic, partition), timeout=METADATA_TIMEOUT_S
-            )
-            assignment.append(
-                TopicPartition(self._topic, partition, high if high >= 0 else OFFSET_END)
-            )
+        for name in self._topics:
+            metadata = self._consumer.list_topics(name, timeout=METADATA_TIMEOUT_S)
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None or not topic.partitions:
+                raise AgentError(
+                    f"topic {name} does not exist; start Kafka and create the topics with "
+                    "`sdlcflow up`"
+                )
+            for partition in sorted(topic.partitions):
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(name, partition), timeout=METADATA_TIMEOUT_S
+                )
+                assignment.append(
+                    TopicPartition(name, partition, high if high >= 0 else OFFSET_END)
+                )
         self._consumer.assign(assignment)
         self._thread.start()
 
@@ -321,10 +385,15 @@ class DecisionConsumer:
                     self._deliver(events)
         except BaseException as exc:
             self.error = exc
-            log.exception("decision consumer stopped")
+            log.exception("task follower stopped")
 
     def _event(self, message: Message) -> Event | None:
-        outcome = decode_message(self._codec, message, "agent-decisions")
+        self.read += 1
+        value = message.value()
+        if value is None or value[:5] in self._skip or not self._wanted_repo(message.key()):
+            return None
+        self.decoded += 1
+        outcome = decode_message(self._codec, message, "agent-follower")
         if isinstance(outcome, Refusal):
             log.debug(
                 "undecodable decision at %s@%s ignored", message.partition(), message.offset()

@@ -42,10 +42,14 @@ from sdlcflow.agents._identity import AgentIdentity
 from sdlcflow.agents._lease import LeaseClock
 from sdlcflow.agents._offsets import OffsetTracker
 from sdlcflow.agents._transport import (
+    CONSUMER_LATENCY_CONFIG,
     AsyncPublisher,
-    DecisionConsumer,
     OfferConsumer,
+    Skipped,
+    TaskFollower,
     agent_producer_config,
+    frame_headers,
+    repo_matcher,
     topics_exist,
 )
 from sdlcflow.core import events as ev
@@ -54,12 +58,13 @@ from sdlcflow.observability.spans import handling
 from sdlcflow.settings import Settings
 from sdlcflow.streams.consumer import Delivery, Refusal, consumer_config
 from sdlcflow.streams.deadletter import dead_letter_event
-from sdlcflow.streams.topics import AGENT_EVENTS, COORDINATOR, DEAD_LETTER, task_topic
-from sdlcflow.streams.wire import EventCodec
+from sdlcflow.streams.topics import AGENT_EVENTS, DEAD_LETTER, task_topic
+from sdlcflow.streams.wire import EventCodec, event_types
 
 log = logging.getLogger("sdlcflow.agents")
 
-# Decisions the worker reacts to; everything else on the decision log is skipped in the thread.
+# Decisions the worker reacts to (the coordinator routes each to the task's topic); everything
+# else on the task topics is skipped in the follower thread.
 WATCHED = frozenset(
     {
         "LeaseGranted",
@@ -124,7 +129,10 @@ class WorkerStats:
     rejected: int = 0
     heartbeats: int = 0
     grant_latency_ms: list[float] = field(default_factory=list)  # request sent -> answer
-    round_trip_ms: list[float] = field(default_factory=list)  # offer in -> result accepted
+    round_trip_ms: list[float] = field(default_factory=list)  # request sent -> result accepted
+    # the offer's decision time (coordinator's clock) -> result accepted (this host's clock):
+    # includes the offer's delivery and its wait behind the same repository's earlier tasks
+    offer_to_accepted_ms: list[float] = field(default_factory=list)
 
 
 class Worker:
@@ -146,7 +154,8 @@ class Worker:
         stop_grace_s: how long a sync handler may keep running after its lease was lost before
             compensation runs anyway.
         workdir_root: where per-task working directories are made (default: the temp dir).
-        decisions_topic: the coordinator's decision log (grants, extensions, revocations).
+        repos: glob patterns of the repositories served (default: all); other repositories'
+            messages are skipped undecoded and their offers left to other agents' groups.
         codec: the wire codec (default: current schemas, configured registry).
         producer_config / consumer_config: extra librdkafka settings.
     """
@@ -164,7 +173,7 @@ class Worker:
         drain_timeout_s: float = 30.0,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
         workdir_root: Path | None = None,
-        decisions_topic: str = COORDINATOR,
+        repos: Sequence[str] = (),
         codec: EventCodec | None = None,
         producer_config: Mapping[str, Any] | None = None,
         consumer_config: Mapping[str, Any] | None = None,
@@ -188,7 +197,7 @@ class Worker:
         self.drain_timeout_s = drain_timeout_s
         self.stop_grace_s = stop_grace_s
         self.workdir_root = workdir_root or Path(tempfile.gettempdir()) / "sdlcflow-agents"
-        self.decisions_topic = decisions_topic
+        self.repos = tuple(repos)
         self.codec = codec or EventCodec()
         self._producer_config = producer_config
         self._consumer_config = consumer_config
@@ -196,7 +205,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._publisher: AsyncPublisher | None = None
         self._offers: OfferConsumer | None = None
-        self._decisions: DecisionConsumer | None = None
+        self._follower: TaskFollower | None = None
         self._tracker = OffsetTracker()
         self._queues: dict[bytes, deque[_Offer]] = {}
         self._runners: dict[bytes, asyncio.Task[None]] = {}
@@ -223,12 +232,13 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         base = consumer_config(
-            self.bootstrap, self.group_id, from_beginning=True, overrides=self._consumer_config
+            self.bootstrap,
+            self.group_id,
+            from_beginning=True,
+            overrides={**CONSUMER_LATENCY_CONFIG, **(self._consumer_config or {})},
         )
         topics = [task_topic(c) for c in sorted(self.definitions)]
-        missing = await asyncio.to_thread(
-            topics_exist, base, [*topics, self.decisions_topic, AGENT_EVENTS]
-        )
+        missing = await asyncio.to_thread(topics_exist, base, [*topics, AGENT_EVENTS])
         if missing:
             raise AgentError(
                 f"topics {missing} do not exist; create them with `sdlcflow up` (new capabilities "
@@ -241,14 +251,18 @@ class Worker:
             self.codec,
             agent_producer_config(self.bootstrap, actor, self._producer_config),
         )
-        self._decisions = DecisionConsumer(
+        known = set(event_types())
+        wanted_repo = repo_matcher(self.repos)
+        self._follower = TaskFollower(
             config=base,
-            topic=self.decisions_topic,
+            topics=topics,
             codec=self.codec,
             wanted=WATCHED,
             deliver=self._from_thread(self._on_decisions),
+            skip=frame_headers(self.codec, known - WATCHED),
+            wanted_repo=wanted_repo,
         )
-        await asyncio.to_thread(self._decisions.start)
+        await asyncio.to_thread(self._follower.start)
         self._offers = OfferConsumer(
             config=base,
             topics=topics,
@@ -257,6 +271,8 @@ class Worker:
             slots=self.concurrency,
             deliver=self._from_thread(self._on_offers),
             revoked=self._from_thread(self._tracker.forget),
+            skip=frame_headers(self.codec, known - {"TaskOffered"}),
+            wanted_repo=wanted_repo,
         )
         self._offers.start()
         log.info("agent %s serving %s (concurrency %d)", actor, topics, self.concurrency)
@@ -269,6 +285,12 @@ class Worker:
             loop.call_soon_threadsafe(fn, arg)
 
         return hand_over
+
+    def task_topic_reads(self) -> tuple[int, int]:
+        """Messages the follower read on the task topics, and how many of them it decoded."""
+        if self._follower is None:
+            return (0, 0)
+        return (self._follower.read, self._follower.decoded)
 
     def stop(self) -> None:
         """Ask `run()` to return; in-flight tasks drain (or release their leases)."""
@@ -301,7 +323,7 @@ class Worker:
         return restore
 
     def _raise_thread_errors(self) -> None:
-        for part in (self._offers, self._decisions):
+        for part in (self._offers, self._follower):
             if part is not None and part.error is not None:
                 raise AgentError(f"Kafka consumer thread failed: {part.error}") from part.error
 
@@ -324,7 +346,7 @@ class Worker:
         if self._background:
             await asyncio.wait(self._background, timeout=5.0)
         self._commit()
-        for part in (self._offers, self._decisions):
+        for part in (self._offers, self._follower):
             if part is not None:
                 await asyncio.to_thread(part.close)
         if self._publisher is not None:
@@ -333,17 +355,20 @@ class Worker:
     # ---------------------------------------------------------------------------------------
     # offers: key-ordered queues, bounded by the consumer's slots
 
-    def _on_offers(self, batch: list[Delivery | Refusal]) -> None:
+    def _on_offers(self, batch: list[Delivery | Refusal | Skipped]) -> None:
         for item in batch:
             if isinstance(item, Refusal):
                 self._spawn(self._dead_letter(item))
                 continue
             tp = (item.topic, item.partition)
             self._tracker.started(tp, item.offset)
+            if isinstance(item, Skipped):
+                self._finished(item)  # decisions (the follower reads them), other repositories
+                continue
             key = item.key or item.event.envelope.repo.encode()
             offer = item.event.payload
             if not isinstance(offer, ev.TaskOffered):
-                self._finished(item)  # grants etc. also routed here; decisions come from the log
+                self._finished(item)  # a decision of an older schema version: the follower's
                 continue
             self._queues.setdefault(key, deque()).append(_Offer(item, offer))
             if key not in self._runners or self._runners[key].done():
@@ -366,7 +391,7 @@ class Worker:
             self._finished(delivery)
         self._queues.pop(key, None)
 
-    def _finished(self, delivery: Delivery) -> None:
+    def _finished(self, delivery: Delivery | Skipped) -> None:
         self._tracker.finished((delivery.topic, delivery.partition), delivery.offset)
         if self._offers is not None:
             self._offers.release_slot()
@@ -441,6 +466,7 @@ class Worker:
         self.stats.granted += 1
         if await self._work(definition, offer, decision, requested_local):
             self.stats.round_trip_ms.append(_mono_ms() - requested_local)
+            self.stats.offer_to_accepted_ms.append(float(_now_ms() - envelope.occurred_at))
 
     async def _work(
         self,

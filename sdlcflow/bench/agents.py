@@ -30,6 +30,7 @@ from sdlcflow.agents import (
     agent,
     context,
 )
+from sdlcflow.agents._transport import Skipped
 from sdlcflow.bench.mix import (
     CHECK_CAPABILITIES,
     MixSpec,
@@ -54,8 +55,8 @@ class ScopedWorker(Worker):
         super().__init__(agents, **options)
         self.prefix = prefix.encode()
 
-    def _on_offers(self, batch: list[Delivery | Refusal]) -> None:
-        mine: list[Delivery | Refusal] = []
+    def _on_offers(self, batch: list[Delivery | Refusal | Skipped]) -> None:
+        mine: list[Delivery | Refusal | Skipped] = []
         for item in batch:
             if isinstance(item, Delivery) and not (item.key or b"").startswith(self.prefix):
                 self._tracker.started((item.topic, item.partition), item.offset)
