@@ -281,3 +281,23 @@ class TestForgedCredential:
             submit(kafka_bootstrap, f"acme/forged-{uuid.uuid4().hex[:6]}", "5" * 40)
             await until(lambda: worker.stats.refused == 1)
         assert (worker.stats.granted, worker.stats.succeeded) == (0, 0)
+
+
+class TestRepositoryScope:
+    """A Worker scoped to repository globs takes only those repositories' offers."""
+
+    async def test_offers_of_other_repositories_are_left_alone(
+        self, kafka_bootstrap: str, coordinator: LoopbackCoordinator, ops: Ops
+    ) -> None:
+        prefix = f"acme/scope-{uuid.uuid4().hex[:6]}"
+        worker = worker_for(
+            kafka_bootstrap, [quick_lint, quick_test], ops.identity("agent-sc", ("lint", "test")),
+            concurrency=2, repos=(f"{prefix}-mine*",),
+        )  # fmt: skip
+        async with worker:
+            submit(kafka_bootstrap, f"{prefix}-theirs", "6" * 40)
+            submit(kafka_bootstrap, f"{prefix}-mine", "7" * 40)
+            await until(lambda: worker.stats.accepted == 2)
+            read, decoded = worker.task_topic_reads()
+        assert (worker.stats.offers, worker.stats.granted) == (2, 2)
+        assert decoded < read  # offers and the other repository's decisions were not decoded
