@@ -5,7 +5,7 @@ SHAs), and every branch update is a compare-and-swap, so concurrent agents are t
 lost a race instead of overwriting each other.
 """
 
-from sdlcflow.gitops._archive import tree_archive
+from sdlcflow.gitops._archive import tree_archive, tree_files
 from sdlcflow.gitops._git import GitError, GitIdentity, RefNotFound, git
 from sdlcflow.gitops._merge import (
     ConflictedPath,
@@ -72,4 +72,5 @@ __all__ = [
     "read_blob",
     "resolve",
     "tree_archive",
+    "tree_files",
 ]

@@ -35,6 +35,15 @@ def tree_archive(repo: Path, sha: str) -> bytes:
     return packed.getvalue()
 
 
+def tree_files(repo: Path, sha: str) -> dict[str, bytes]:
+    """Every regular file in the tree of `sha` (symlinks left out), by path, read from git's
+    objects in one batch: what a scanner reads without a working tree."""
+    full = resolve(repo, sha)
+    entries = [(mode, oid, path) for mode, oid, path in _ls_tree(repo, full) if mode != _SYMLINK]
+    blobs = _read_blobs(repo, [oid for _, oid, _ in entries])
+    return {path: blobs[oid] for _, oid, path in entries}
+
+
 def _member(mode: str, path: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO | None]:
     info = tarfile.TarInfo(path)
     info.mtime = ARCHIVE_MTIME

@@ -31,9 +31,19 @@ from sdlcflow.agents.reference.policy_inputs import (
     PolicyInputs,
     collect_policy_inputs,
 )
+from sdlcflow.agents.reference.scan import (
+    KNOWN_ADVISORIES,
+    Advisory,
+    Finding,
+    ScanInput,
+    ScanResult,
+    scan,
+)
 from sdlcflow.agents.reference.suite import SuiteInput, SuiteResult, run_suite
 
 __all__ = [
+    "KNOWN_ADVISORIES",
+    "Advisory",
     "AgentWorkError",
     "ArtifactMismatch",
     "DependencyChange",
@@ -44,6 +54,7 @@ __all__ = [
     "EnvRenameInput",
     "EnvRenameResult",
     "EnvVarChange",
+    "Finding",
     "LintInput",
     "LintResult",
     "MergeAgentResult",
@@ -51,6 +62,8 @@ __all__ = [
     "MigrationInfo",
     "PolicyInputRequest",
     "PolicyInputs",
+    "ScanInput",
+    "ScanResult",
     "SuiteInput",
     "SuiteResult",
     "WorkCancelled",
@@ -63,5 +76,6 @@ __all__ = [
     "merge",
     "rename_env_var",
     "run_suite",
+    "scan",
     "update_dependency",
 ]

@@ -19,11 +19,16 @@ def normalize(name: str) -> str:
 
 def pins(text: str) -> dict[str, str]:
     """Exact `==` pins by normalized package name."""
+    return {name: version for name, (version, _line) in pinned_lines(text).items()}
+
+
+def pinned_lines(text: str) -> dict[str, tuple[str, int]]:
+    """Exact `==` pins by normalized package name, with the (1-based) line of each."""
     found = {}
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         match = _PIN.match(line)
         if match and match["op"] == "==":
-            found[normalize(match["name"])] = match["version"]
+            found[normalize(match["name"])] = (match["version"], number)
     return found
 
 
