@@ -205,6 +205,15 @@ class TestReviewerProfile:
         with pytest.raises(ReviewerError, match="'approval' capability"):
             reviewer.check(approval, reviewer.claims.issued_at + 1)
 
+    def test_escalation_group_member_may_decide_only_an_escalated_approval(
+        self, tmp_path: Path, issuer: KeyPair, approval: Approval
+    ) -> None:
+        lead = _reviewer(tmp_path, issuer, "lead", capabilities=("approval:leads",))
+        with pytest.raises(ReviewerError, match="'approval' capability"):
+            lead.check(approval, lead.claims.issued_at + 1)
+        escalated = dataclasses.replace(approval, escalated_to="leads")
+        lead.check(escalated, lead.claims.issued_at + 1)
+
     def test_credential_for_other_repos_is_refused_early(
         self, tmp_path: Path, issuer: KeyPair, approval: Approval
     ) -> None:
