@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from sdlcflow.agents.bindings.policy import evaluation_record
 from sdlcflow.audit.rows import Origin, audit_record, placements
 from sdlcflow.audit.store import AuditStore, connect
-from sdlcflow.audit.writes import group_writes, rows_of
+from sdlcflow.audit.writes import rows_of
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
 from sdlcflow.policy.commands import SHIPPED_BUNDLE, policy
@@ -96,7 +96,7 @@ def stored(store: AuditStore, events: list[Event]) -> None:
             audit_record(event, b"", Origin("sdlc.agent-events", 0, offset)), placements(event)
         )
     ]
-    assert store.write(group_writes(rows))
+    assert store.write(rows)
 
 
 class TestBacktestFromTheAuditStore:
