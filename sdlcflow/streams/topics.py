@@ -27,6 +27,7 @@ DEFAULT_CAPABILITIES: tuple[str, ...] = (
     "dependency-update",
     "refactor",
     "promote",
+    "security-scan",
 )
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
