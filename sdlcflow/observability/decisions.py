@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import Event
@@ -44,9 +43,13 @@ class Kind(StrEnum):
     OBSERVE = "observe"
 
 
-@dataclass(frozen=True)
-class MetricUpdate:
-    """One change to one metric: add `value` to a counter or observe it in a histogram."""
+INC = Kind.INC
+
+
+class MetricUpdate(NamedTuple):
+    """One change to one metric: add `value` to a counter or observe it in a histogram.
+
+    A NamedTuple, not a dataclass: a busy coordinator makes a few per decision."""
 
     metric: str
     labels: tuple[tuple[str, str], ...]
@@ -67,12 +70,18 @@ class _Bounded(OrderedDict[K, V], Generic[K, V]):
             self.popitem(last=False)
 
 
-def _inc(metric: str, value: float = 1.0, **labels: str) -> MetricUpdate:
-    return MetricUpdate(metric, tuple(sorted(labels.items())), Kind.INC, value)
+def _inc(metric: str, **labels: str) -> MetricUpdate:
+    return MetricUpdate(metric, tuple(sorted(labels.items())), Kind.INC)
 
 
 def _observe(metric: str, seconds: float, **labels: str) -> MetricUpdate:
     return MetricUpdate(metric, tuple(sorted(labels.items())), Kind.OBSERVE, max(0.0, seconds))
+
+
+# the updates of the most frequent decisions, made once
+_LEASE_UPDATES = {
+    kind: _inc("sdlcflow_leases", outcome=outcome) for kind, outcome in _LEASE_OUTCOMES.items()
+}
 
 
 class DecisionMeter:
@@ -88,19 +97,20 @@ class DecisionMeter:
         """The metric updates the given decisions imply, in order."""
         out: list[MetricUpdate] = []
         for decision in decisions:
-            out.append(_inc("sdlcflow_decisions", type=decision.envelope.type))
-            out.extend(self._one(decision))
+            out.append(MetricUpdate("sdlcflow_decisions", (("type", decision.envelope.type),), INC))
+            lease = _LEASE_UPDATES.get(type(decision.payload))
+            if lease is not None:
+                out.append(lease)
+                if isinstance(decision.payload, ev.LeaseDenied):
+                    reason = decision.payload.reason.value
+                    out.append(_inc("sdlcflow_lease_denials", reason=reason))
+            else:
+                out.extend(self._one(decision))
         return out
 
     def _one(self, decision: Event) -> list[MetricUpdate]:
         payload, envelope = decision.payload, decision.envelope
         at, task, change = envelope.occurred_at, envelope.task_id, envelope.change_id
-        outcome = _LEASE_OUTCOMES.get(type(payload))
-        if outcome is not None:
-            out = [_inc("sdlcflow_leases", outcome=outcome)]
-            if isinstance(payload, ev.LeaseDenied):
-                out.append(_inc("sdlcflow_lease_denials", reason=payload.reason.value))
-            return out
         if isinstance(payload, ev.TaskReady | ev.TaskOffered) and task is not None:
             capability = (
                 payload.capability
@@ -193,9 +203,17 @@ def apply(updates: Sequence[MetricUpdate]) -> None:
         _child(metric, labels).inc(total)
 
 
+_children: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+
+
 def _child(metric: str, labels: tuple[tuple[str, str], ...]) -> Any:
-    family = _METRICS[metric]
-    return family.labels(**dict(labels)) if labels else family
+    """The labelled series, looked up once (prometheus-client's `labels()` is not cheap)."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        family = _METRICS[metric]
+        child = _children[key] = family.labels(**dict(labels)) if labels else family
+    return child
 
 
 class BatchObserver:

@@ -39,7 +39,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from sdlcflow.core.events import Envelope
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.observability.logs import bind
-from sdlcflow.tracing import TraceContext, new_span_id
+from sdlcflow.tracing import TraceContext, is_trace_id, new_span_id
 
 TRACING_ENV = "SDLCFLOW_TRACING"
 OTLP_EXTRA = "pip install 'sdlcflow[otlp]'"
@@ -136,8 +136,11 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-def _parent(trace_id: str, parent: TraceContext | None) -> otel_context.Context:
-    """A remote parent in the event's trace: the header's span, or an unnamed one."""
+def _parent(trace_id: str, parent: TraceContext | None) -> otel_context.Context | None:
+    """A remote parent in the event's trace: the header's span, or an unnamed one (None, so a
+    new trace, when the envelope's trace id is not W3C: the span still names the event)."""
+    if not is_trace_id(trace_id):
+        return None
     span_id = parent.span_id if parent is not None and parent.trace_id == trace_id else None
     context = SpanContext(
         trace_id=int(trace_id, 16),
@@ -154,6 +157,7 @@ def _attributes(envelope: Envelope, extra: dict[str, Any]) -> dict[str, Any]:
         "sdlcflow.event.id": envelope.event_id,
         "sdlcflow.repo": envelope.repo,
         "sdlcflow.actor": envelope.actor.id,
+        "sdlcflow.trace.id": envelope.trace_id,
         **extra,
     }
     if envelope.change_id:

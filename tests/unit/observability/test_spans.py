@@ -68,6 +68,16 @@ class TestEventSpans:
         assert f"{context.trace_id:032x}" == envelope_trace.trace_id
         assert f"{span.parent.span_id:016x}" != other.span_id
 
+    def test_an_envelope_trace_id_that_is_not_w3c_starts_a_new_trace(
+        self, exporter: InMemorySpanExporter
+    ) -> None:
+        with spans.event_span("x", _envelope("not-a-trace-id"), None):
+            pass
+        (span,) = exporter.get_finished_spans()
+        assert span.parent is None
+        assert span.attributes is not None
+        assert span.attributes["sdlcflow.trace.id"] == "not-a-trace-id"
+
     def test_handling_binds_the_events_ids_to_logs(self, exporter: InMemorySpanExporter) -> None:
         trace = new_trace()
         with spans.handling("agent", _envelope(trace.trace_id), trace, agent_id="lint-1"):
