@@ -32,10 +32,11 @@ def plot_latency(report: dict[str, Any], path: Path) -> None:
         axis.set_yscale("log")
         axis.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
-    load = report["machine_at_start"].get("load_average_1m")
+    start = report["machine_at_start"]
+    end = report.get("machine_at_end", start)
     figure.suptitle(
-        f"sdlcflow vs limit vs baseline, same run ({report['machine_at_start']['cores']} cores, "
-        f"load avg {load:.1f} at start, shared machine)"
+        f"sdlcflow vs limit vs baseline, same run ({start['cores']} cores shared; 1-min load "
+        f"average {start['load_average_1m']:.1f} at start, {end['load_average_1m']:.1f} at end)"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -4,12 +4,13 @@ prefix, a unique app id (consumer group, changelog topics) and unique agent/sink
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from sdlcflow.agents import CREDENTIAL_ENV, KEY_ENV
@@ -25,6 +26,8 @@ from sdlcflow.processors.config import StoreKind
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.processors.testing import TestIssuer
 from sdlcflow.streams.topics import task_topic
+
+log = logging.getLogger(__name__)
 
 CREDENTIAL_TTL_MS = 6 * 3600 * 1000
 
@@ -210,12 +213,15 @@ class SdlcflowSystem:
         self._forget()
 
     def _forget(self) -> None:
-        """Delete the run's changelog topics and consumer groups from the shared broker."""
+        """Delete the run's changelog topics and consumer groups from the shared broker; a
+        broker that does not answer leaves them behind (named `bench-<run>-*`), nothing worse."""
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        own = [t for t in admin.list_topics(timeout=10).topics if t.startswith(self.app_id)]
-        if own:
-            for future in admin.delete_topics(own, operation_timeout=30).values():
+        try:
+            own = [t for t in admin.list_topics(timeout=10).topics if t.startswith(self.app_id)]
+            futures = list(admin.delete_topics(own, operation_timeout=30).values()) if own else []
+            groups = [self.app_id, self.agent_group, self.audit_group]
+            futures += admin.delete_consumer_groups(groups, request_timeout=30).values()
+            for future in futures:
                 future.exception(30)
-        groups = [self.app_id, self.agent_group, self.audit_group]
-        for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
-            future.exception(30)
+        except (KafkaException, TimeoutError) as exc:
+            log.warning("could not delete the run's topics and groups (%s): %s", self.app_id, exc)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from sdlcflow.bench.baseline_system import BaselineSystem
 from sdlcflow.bench.limit import LimitRun
 from sdlcflow.bench.load import LoadGenerator, LoadSpec
@@ -31,12 +33,23 @@ from sdlcflow.bench.policy_rates import policy_rates
 from sdlcflow.bench.processes import ProcessSet
 from sdlcflow.bench.sdlcflow_system import SdlcflowSystem
 from sdlcflow.bench.stats import compare
+from sdlcflow.demo.watch import end_offsets
 from sdlcflow.infra.local import start_server, stop_server
 from sdlcflow.infra.topics import ensure_topics
 from sdlcflow.settings import Settings
 from sdlcflow.streams.topics import catalog
 
 Say = Callable[[str], None]
+
+SYSTEMS = {
+    "limit": "bare confluent-kafka: produce -> relay process (consume, produce) -> consume; "
+    "no codec, no logic; idempotent acks=all producers; one record = one lease round trip",
+    "baseline": "FastAPI/uvicorn HTTP coordinator over a private PostgreSQL 15 lease table "
+    "(SELECT ... FOR UPDATE SKIP LOCKED, TTL expiry, fencing epochs, synchronous_commit=off); "
+    "HTTP polling agents (batch lease, 10 ms idle poll), same mix and templates",
+    "sdlcflow": "`sdlcflow run processors` (faust, rocksdb) + SDK agents (@agent + Worker) + "
+    "auto-approver (signed ApprovalSigned) + `sdlcflow audit sink`, on the shared broker",
+}
 
 
 @dataclass(frozen=True)
@@ -58,15 +71,15 @@ class SuitePlan:
     @classmethod
     def quick(cls) -> SuitePlan:
         return cls(
-            rates=(3.0, 6.0),
+            rates=(2.0, 4.0),
             warmup_s=5.0,
             measure_s=20.0,
-            blast_changes=80,
+            blast_changes=50,
             repos=200,
             limit_blast=3000,
             scaling_workers=(1, 2),
             scaling_partitions=(12, 48),
-            scaling_changes=60,
+            scaling_changes=40,
         )
 
     @classmethod
@@ -204,8 +217,22 @@ class PrivateKafka:
         from sdlcflow.infra.local import _admin
 
         start_server(self.settings, "kafka", timeout_s=180)
-        ensure_topics(_admin(self.settings), catalog(self.settings.partitions), timeout_s=120)
+        specs = catalog(self.settings.partitions)
+        ensure_topics(_admin(self.settings), specs, timeout_s=120)
+        self._wait_offsets([spec.name for spec in specs], timeout_s=120)
         return self.settings
+
+    def _wait_offsets(self, topics: list[str], timeout_s: float) -> None:
+        """A fresh node answers metadata before every partition serves offsets: wait for that."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                end_offsets(self.settings.kafka_bootstrap, topics)
+                return
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
     def __exit__(self, *_exc: object) -> None:
         stop_server(self.settings, "kafka")
@@ -252,34 +279,38 @@ def scaling(plan: SuitePlan, workdir: Path, say: Say) -> list[dict[str, Any]]:
 def run_suite(
     plan: SuitePlan, results: Path, *, quick: bool, with_scaling: bool, say: Say
 ) -> dict[str, Any]:
+    """Policy rates, the side-by-side loads, then scaling; the JSON is written after each
+    part, so a scaling run cut short still leaves the comparison on disk."""
     settings = Settings.from_env()
-    machine_before = describe_machine()
     workdir = Path(tempfile.mkdtemp(prefix="sdlcflow-bench-suite-"))
-    started = time.time()
-    try:
-        say("policy evaluations (cached and uncached)")
-        policy = policy_rates(seconds=2.0 if quick else 5.0)
-        say(f"policy: {policy}")
-        side = side_by_side(plan, settings.kafka_bootstrap, workdir / "side", say)
-        scale = scaling(plan, workdir / "scaling", say) if with_scaling else []
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "suite",
         "quick": quick,
-        "started_at": started,
-        "duration_s": round(time.time() - started, 1),
-        "machine_at_start": machine_before,
-        "machine_at_end": describe_machine(),
+        "started_at": time.time(),
+        "machine_at_start": describe_machine(),
         "plan": dataclasses.asdict(plan),
         "mix": dataclasses.asdict(MixSpec()),
-        "policy_evaluations": policy,
-        "side_by_side": side["loads"],
-        "audit": side["audit"],
-        "scaling": scale,
+        "systems": SYSTEMS,
     }
+    try:
+        say("policy evaluations (cached and uncached)")
+        report["policy_evaluations"] = policy_rates(seconds=2.0 if quick else 5.0)
+        say(f"policy: {report['policy_evaluations']}")
+        side = side_by_side(plan, settings.kafka_bootstrap, workdir / "side", say)
+        report["side_by_side"], report["audit"] = side["loads"], side["audit"]
+        _write(report, results, say)
+        if with_scaling:
+            report["scaling"] = scaling(plan, workdir / "scaling", say)
+            _write(report, results, say)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return report
+
+
+def _write(report: dict[str, Any], results: Path, say: Say) -> None:
+    report["machine_at_end"] = describe_machine()
+    report["duration_s"] = round(time.time() - report["started_at"], 1)
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(report, indent=2) + "\n")
     plot_latency(report, results.with_suffix(".png"))
     say(f"wrote {results} and {results.with_suffix('.png')}")
-    return report
