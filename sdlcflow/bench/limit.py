@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -33,17 +33,18 @@ STAMP = struct.Struct(">q")  # send time, ns since the epoch (one clock: one mac
 PAYLOAD_PAD = b"x" * 600  # about the size of an Avro lease request with its credential
 
 
-def _consumer(bootstrap: str, topic: str) -> Consumer:
+def _consumer(bootstrap: str, topic: str, partitions: int) -> Consumer:
+    """Every partition of the run's own (new, empty) topic, assigned from its start: no group
+    membership, so a long pause between measurements cannot cost a rebalance."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"bench-limit-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",  # the run's own topics start empty
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 5,  # latency over batching, like a coordinator's consumer
         }
     )
-    consumer.subscribe([topic])
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     return consumer
 
 
@@ -56,11 +57,11 @@ def _drain(consumer: Consumer, wait_s: float) -> list[Any]:
     return [first, *consumer.consume(999, 0)]
 
 
-def relay(bootstrap: str, source: str, sink: str) -> None:
+def relay(bootstrap: str, source: str, sink: str, partitions: int) -> None:
     """Hop 2 -> 3: consume A, produce B, until SIGTERM."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    consumer = _consumer(bootstrap, source)
+    consumer = _consumer(bootstrap, source, partitions)
     producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER})
     while not stop.is_set():
         for message in _drain(consumer, 0.05):
@@ -91,9 +92,10 @@ class LimitRun:
         self.procs.start(
             "limit-relay",
             ["-m", "sdlcflow.bench.limit", "relay", "--bootstrap", self.bootstrap,
-             "--source", self.source, "--sink", self.sink],
+             "--source", self.source, "--sink", self.sink,
+             "--partitions", str(self.partitions)],
         )  # fmt: skip
-        self.consumer = _consumer(self.bootstrap, self.sink)
+        self.consumer = _consumer(self.bootstrap, self.sink, self.partitions)
         self._measure(20, None, timeout_s=120)  # relay and consumers assigned and serving
 
     def _measure(self, count: int, per_s: float | None, timeout_s: float) -> dict[str, Any]:
@@ -161,8 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--source", required=True)
     parser.add_argument("--sink", required=True)
+    parser.add_argument("--partitions", type=int, required=True)
     args = parser.parse_args(argv)
-    relay(args.bootstrap, args.source, args.sink)
+    relay(args.bootstrap, args.source, args.sink, args.partitions)
     return 0
 
 

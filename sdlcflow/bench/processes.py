@@ -135,7 +135,7 @@ class ProcessSet:
                 usage.cpu_s = cpu - (usage._start_cpu or 0.0)
                 usage.peak_rss_mb = max(usage.peak_rss_mb, rss)
 
-    def stop(self, name: str, timeout_s: float = 30.0) -> None:
+    def stop(self, name: str, timeout_s: float = 15.0) -> None:
         """SIGTERM the process group the process leads, SIGKILL after the timeout."""
         managed = self.processes.get(name)
         if managed is None or managed.process.poll() is not None:

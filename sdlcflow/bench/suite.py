@@ -10,6 +10,7 @@ latency against offered load beside it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -159,10 +160,9 @@ def side_by_side(plan: SuitePlan, bootstrap: str, workdir: Path, say: Say) -> di
         audit["events_per_s"] = round(audit_written / (time.monotonic() - audit_t0), 1)
     finally:
         say("stopping the run's processes and cleaning up")
-        limit.close()
-        base.close()
-        ours.close()
-        procs.close()
+        with contextlib.ExitStack() as teardown:  # every close runs, even when one fails
+            for close in (procs.close, ours.close, base.close, limit.close):
+                teardown.callback(close)
     return {"loads": rows, "audit": audit}
 
 
