@@ -239,6 +239,8 @@ def _split(token: str) -> tuple[str, bytes, bytes]:
             RejectReason.MALFORMED,
             f"expected '{TOKEN_PREFIX}.<claims>.<signature>' with 3 dot-separated parts",
         )
+    if not parts[1].isascii():
+        raise CredentialRejected(RejectReason.MALFORMED, "claims segment is not base64url")
     try:
         signature = b64url_decode(parts[2])
     except ValueError as exc:

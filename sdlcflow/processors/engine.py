@@ -38,6 +38,7 @@ from sdlcflow.streams.deadletter import (
     Header,
     MessageDeadLettered,
     dead_letter_event,
+    fit_for_dead_letter,
 )
 from sdlcflow.streams.producer import trace_headers
 from sdlcflow.streams.topics import AGENT_EVENTS, CHANGE_REQUESTS, DEAD_LETTER, TICKS
@@ -229,7 +230,9 @@ class CoordinatorEngine:
             headers=record.headers,
             schema_id=schema_id,
         )
-        event = dead_letter_event(letter, actor=self.actor, occurred_at=self.clock())
+        event = dead_letter_event(
+            fit_for_dead_letter(letter), actor=self.actor, occurred_at=self.clock()
+        )
         return Outbound(
             DEAD_LETTER, record.key, self.codec.encode(event), tuple(trace_headers(event))
         )

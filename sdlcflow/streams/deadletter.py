@@ -82,14 +82,22 @@ def dead_letter_event(letter: MessageDeadLettered, *, actor: Actor, occurred_at:
     return Event(envelope, letter)  # type: ignore[arg-type]  # wire-only payload, see module doc
 
 
+AVRO_INT_MIN, AVRO_INT_MAX = -(2**31), 2**31 - 1
+
+
 def fit_for_dead_letter(
     letter: MessageDeadLettered, limit: int = MAX_DEAD_LETTER_VALUE
 ) -> MessageDeadLettered:
-    """Keep a dead letter publishable: a value over `limit` keeps its first 64 KiB.
+    """Keep a dead letter publishable: a value over `limit` keeps its first 64 KiB, and a schema
+    id that does not fit the record's int field is dropped.
 
     The detail says so and where the original still is (its topic keeps it until retention), so
     an oversize message cannot wedge the consumer in a loop of failing dead-letter deliveries.
     """
+    if letter.schema_id is not None and not AVRO_INT_MIN <= letter.schema_id <= AVRO_INT_MAX:
+        # a hostile frame's 4 header bytes need not be a schema id any registry could issue;
+        # the raw value keeps them, the Avro int field cannot
+        letter = dataclasses.replace(letter, schema_id=None)
     if letter.value is None or len(letter.value) <= limit:
         return letter
     kept = letter.value[:TRUNCATED_VALUE_KEEP]
