@@ -42,7 +42,7 @@ from sdlcflow.streams.wire import EventCodec
 T0 = 1_700_000_000_000
 REPO = "acme/web"
 MANY = settings(
-    max_examples=2000,
+    max_examples=1000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -192,7 +192,7 @@ def template_texts(draw: st.DrawFn) -> str:
 class TestTemplateLoader:
     """A broken pipeline template is a TemplateError naming its source, never a crash."""
 
-    @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(template_texts())
     def test_mutated_templates(self, text: str) -> None:
         try:
