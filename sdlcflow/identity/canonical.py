@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
 
@@ -30,27 +30,100 @@ class CanonicalJsonError(SdlcflowError):
 
 def to_plain(value: Any) -> Any:
     """Turn models, dataclasses, enums and tuples into plain JSON values, rejecting the rest."""
-    if value is None or isinstance(value, bool | int | str):
-        return value.value if isinstance(value, Enum) else value
-    if isinstance(value, Enum):
-        return to_plain(value.value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise CanonicalJsonError(f"{value!r} has no JSON form; use a finite number or a string")
-        return value
-    if isinstance(value, Mapping):
-        return {_key(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_plain(v) for v in value]
-    model_dump = getattr(value, "model_dump", None)
-    if callable(model_dump):
-        return to_plain(model_dump(mode="json"))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_plain({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
-    raise CanonicalJsonError(
-        f"cannot encode {type(value).__name__} canonically; pass dicts, lists, str, int, finite "
-        "floats, bools, None, enums, dataclasses or pydantic models (sets: sort them into a list)"
-    )
+    convert = _CONVERTERS.get(type(value))
+    if convert is None:
+        convert = _converter_for(type(value))
+    return convert(value)
+
+
+Converter = Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _float(value: float) -> float:
+    if not math.isfinite(value):
+        raise CanonicalJsonError(f"{value!r} has no JSON form; use a finite number or a string")
+    return value
+
+
+def _mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    return {
+        (k if type(k) is str else _key(k)): (v if type(v) in _PLAIN_AS_IS else to_plain(v))
+        for k, v in value.items()
+    }
+
+
+def _sequence(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    return [v if type(v) in _PLAIN_AS_IS else to_plain(v) for v in value]
+
+
+def _enum(value: Enum) -> Any:
+    return to_plain(value.value)
+
+
+def _model(value: Any) -> Any:
+    return to_plain(value.model_dump(mode="json"))
+
+
+# Converters by exact type: signatures canonicalise every input event, so the common types
+# are found with one dict lookup instead of a chain of isinstance (and ABC) checks.
+_CONVERTERS: dict[type, Converter] = {
+    str: _same,
+    int: _same,
+    bool: _same,
+    type(None): _same,
+    float: _float,
+    dict: _mapping,
+    list: _sequence,
+    tuple: _sequence,
+}
+
+
+# Leaves that are their own plain form: containers copy them without a call per item.
+_PLAIN_AS_IS = frozenset({str, int, bool, type(None)})
+
+
+def _converter_for(cls: type) -> Converter:
+    """Pick (and remember) the conversion for a type not seen before."""
+    convert: Converter
+    if issubclass(cls, Enum):
+        convert = _enum
+    elif issubclass(cls, bool | int | str):
+        convert = _same
+    elif issubclass(cls, float):
+        convert = _float
+    elif issubclass(cls, Mapping):
+        convert = _mapping
+    elif issubclass(cls, list | tuple):
+        convert = _sequence
+    elif callable(getattr(cls, "model_dump", None)):
+        convert = _model
+    elif dataclasses.is_dataclass(cls):
+        convert = _dataclass_converter(cls)
+    else:
+        raise CanonicalJsonError(
+            f"cannot encode {cls.__name__} canonically; pass dicts, lists, str, int, finite "
+            "floats, bools, None, enums, dataclasses or pydantic models (sets: sort them into "
+            "a list)"
+        )
+    _CONVERTERS[cls] = convert
+    return convert
+
+
+def _dataclass_converter(cls: type) -> Converter:
+    names = tuple(field.name for field in dataclasses.fields(cls))
+
+    def convert(value: Any) -> dict[str, Any]:
+        plain: dict[str, Any] = {}
+        for name in names:
+            item = getattr(value, name)
+            plain[name] = item if type(item) in _PLAIN_AS_IS else to_plain(item)
+        return plain
+
+    return convert
 
 
 def _key(key: object) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def b64url_encode(data: bytes) -> str:
 
 def b64url_decode(text: str) -> bytes:
     """Inverse of `b64url_encode`; raises ValueError on anything that is not base64url."""
-    if not text or any(c not in _B64URL for c in text):
+    if not _B64URL.fullmatch(text):
         raise ValueError("not unpadded base64url")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -40,7 +41,7 @@ def b64url_decode(text: str) -> bytes:
         raise ValueError(str(exc)) from exc
 
 
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64URL = re.compile("[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
