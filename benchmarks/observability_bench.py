@@ -5,8 +5,8 @@ times, alternating in one run so load moves them alike:
 - the core alone (`handle` per input): the yardstick the extra work is a fraction of;
 - decision metrics: `DecisionMeter.updates` + `apply` per batch of 100 inputs' decisions (what a
   processors worker adds per batch);
-- spans off: `event_span` per input with tracing off (the default);
-- spans on: `event_span` per input recording to the SDK's in-memory exporter.
+- spans off: `handling` (log ids bound + `event_span`) per input, tracing off (the default);
+- spans on: the same, recording spans to the SDK's in-memory exporter.
 
     .venv/bin/python benchmarks/observability_bench.py [--quick]
 
@@ -63,7 +63,7 @@ def metered(_inputs: list[Event], decisions: list[list[Event]]) -> None:
 
 def spanned(inputs: list[Event], _decisions: list[list[Event]]) -> None:
     for event in inputs:
-        with spans.event_span("coordinator", event.envelope, None):
+        with spans.handling("coordinator", event.envelope, None):
             pass
 
 

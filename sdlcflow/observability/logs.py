@@ -27,6 +27,7 @@ import orjson
 from sdlcflow.errors import SdlcflowError
 
 BOUND_FIELDS = ("trace_id", "change_id", "task_id", "agent_id", "lease_id")
+_FIELDS = frozenset(BOUND_FIELDS)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s%(bound)s"
 
 _NOTHING: Mapping[str, str] = MappingProxyType({})
@@ -53,11 +54,9 @@ class LogConfigError(SdlcflowError):
 @contextmanager
 def bind(**ids: str | None) -> Iterator[None]:
     """Bind ids to every record logged inside the block (this task/thread only)."""
-    unknown = set(ids) - set(BOUND_FIELDS)
-    if unknown:
-        raise LogConfigError(
-            f"cannot bind {sorted(unknown)}: bind one of {', '.join(BOUND_FIELDS)}"
-        )
+    if not _FIELDS.issuperset(ids):
+        unknown = sorted(set(ids) - _FIELDS)
+        raise LogConfigError(f"cannot bind {unknown}: bind one of {', '.join(BOUND_FIELDS)}")
     merged = {**_bound.get(), **{k: v for k, v in ids.items() if v}}
     token = _bound.set(merged)
     try:
@@ -66,9 +65,37 @@ def bind(**ids: str | None) -> Iterator[None]:
         _bound.reset(token)
 
 
+class EventIds:
+    """Binds one event's ids for a block, cheaply: the per-event path of a busy worker sets
+    one contextvar to a tuple; nothing is merged until a record is actually logged."""
+
+    __slots__ = ("_ids", "_token")
+
+    def __init__(
+        self, trace_id: str, change_id: str | None, task_id: str | None, agent_id: str | None
+    ) -> None:
+        self._ids = (trace_id, change_id, task_id, agent_id)
+
+    def __enter__(self) -> None:
+        self._token = _event_ids.set(self._ids)
+
+    def __exit__(self, *_exc: object) -> None:
+        _event_ids.reset(self._token)
+
+
+_EVENT_FIELDS = ("trace_id", "change_id", "task_id", "agent_id")
+_event_ids: contextvars.ContextVar[tuple[str | None, ...] | None] = contextvars.ContextVar(
+    "sdlcflow_log_event_ids", default=None
+)
+
+
 def bound() -> Mapping[str, str]:
-    """The ids bound in the current context."""
-    return _bound.get()
+    """The ids bound in the current context (`bind` wins over `EventIds` on the same field)."""
+    ids = _event_ids.get()
+    if ids is None:
+        return _bound.get()
+    event = {name: value for name, value in zip(_EVENT_FIELDS, ids, strict=True) if value}
+    return {**event, **_bound.get()}
 
 
 def is_failure(record: logging.LogRecord) -> bool:
@@ -80,7 +107,7 @@ class BindFilter(logging.Filter):
     """Copies the bound ids onto each record (an `extra=` value of the same name wins)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for name, value in _bound.get().items():
+        for name, value in bound().items():
             if not hasattr(record, name):
                 setattr(record, name, value)
         ids = [f"{name}={getattr(record, name)}" for name in BOUND_FIELDS if hasattr(record, name)]
@@ -106,7 +133,7 @@ class SamplingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if is_failure(record) or self.rate >= 1.0:
             return True
-        trace_id = getattr(record, "trace_id", None) or _bound.get().get("trace_id")
+        trace_id = getattr(record, "trace_id", None) or bound().get("trace_id")
         if trace_id:
             return zlib.crc32(trace_id.encode()) / 2**32 < self.rate
         return bool(self._draw() < self.rate)

@@ -28,7 +28,7 @@ from sdlcflow.core.decider import COORDINATOR as COORDINATOR_ACTOR
 from sdlcflow.core.decider import CoreConfig, derive_id, handle
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
 from sdlcflow.core.state import RepoState, TaskStatus, evolve
-from sdlcflow.observability.spans import event_span
+from sdlcflow.observability.spans import handling
 from sdlcflow.processors.routing import topics_for
 from sdlcflow.processors.storage import Outbound, StoredRepo
 from sdlcflow.processors.trust import CredentialGate, Refusal
@@ -315,7 +315,7 @@ class _BatchRun:
         if isinstance(event.payload, ev.Tick) and event.envelope.repo.startswith(TICK_REPO_PREFIX):
             self._tick(record, admitted, trace)
         else:
-            with event_span(f"coordinator {event.envelope.type}", event.envelope, trace):
+            with handling(f"coordinator {event.envelope.type}", event.envelope, trace):
                 self._decide(record, admitted, event.envelope.repo, trace)
 
     def _served(self, key: bytes | None) -> bool:
