@@ -101,6 +101,7 @@ class AgentIdentity:
             raise IdentityError("give exactly one of credential= (a token) or credential_file=")
         self._source = _CredentialSource(credential, credential_file)
         self.key = key
+        self._claims: tuple[str, CredentialClaims] | None = None
         claims = self.claims
         if claims.kind is not ActorKind.AGENT:
             raise IdentityError(
@@ -140,7 +141,14 @@ class AgentIdentity:
 
     @property
     def claims(self) -> CredentialClaims:
-        return read_claims(self.credential)
+        """The current credential's claims (parsed once per token: every envelope names the
+        actor, and parsing the token each time cost more than signing)."""
+        token = self.credential
+        cached = self._claims
+        if cached is None or cached[0] != token:
+            cached = (token, read_claims(token))
+            self._claims = cached
+        return cached[1]
 
     @property
     def actor_id(self) -> str:

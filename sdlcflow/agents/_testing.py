@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sdlcflow.agents._context import LeaseInfo, LeaseSignal, TaskContext, task_logger
+from sdlcflow.agents._context import LeaseInfo, LeaseSignal, TaskContext, Workdir, task_logger
 from sdlcflow.agents._decorator import definition_of
 from sdlcflow.agents._execution import DEFAULT_STOP_GRACE_S, Outcome, execute
 from sdlcflow.core.events import (
@@ -120,16 +118,18 @@ class AgentEnvironment:
     async def run_async(self, fn: Callable[..., Any], contract: TaskContract) -> Outcome:
         """`run` for tests that already have an event loop."""
         definition = definition_of(fn)
-        own_dir = self.workdir is None
-        workdir = self.workdir or Path(tempfile.mkdtemp(prefix="sdlcflow-agent-test-"))
+        workdir = (
+            Workdir.at(self.workdir)
+            if self.workdir is not None
+            else Workdir(None, "sdlcflow-agent-test-")
+        )
         ctx = self._context(contract, workdir)
         try:
             return await execute(definition, ctx, stop_grace_s=self.stop_grace_s)
         finally:
-            if own_dir:
-                shutil.rmtree(workdir, ignore_errors=True)
+            workdir.remove()
 
-    def _context(self, contract: TaskContract, workdir: Path) -> TaskContext:
+    def _context(self, contract: TaskContract, workdir: Workdir) -> TaskContext:
         trace_id = new_trace_id()
         lease = LeaseInfo(self.lease_id, self.epoch, 2**62, self.attempt, contract.inputs)
         change_id = contract.id.rpartition("/")[0] or contract.id
@@ -139,7 +139,7 @@ class AgentEnvironment:
             change_id=change_id,
             trace_id=trace_id,
             lease=lease,
-            workdir=workdir,
+            scratch=workdir,
             logger=task_logger(
                 log,
                 trace_id=trace_id,

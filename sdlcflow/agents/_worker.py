@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import signal
 import tempfile
 import threading
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdlcflow.agents._context import LeaseInfo, TaskContext, task_logger
+from sdlcflow.agents._context import LeaseInfo, TaskContext, Workdir, task_logger
 from sdlcflow.agents._decorator import AgentDefinition, definition_of
 from sdlcflow.agents._errors import AgentDefinitionError, AgentError
 from sdlcflow.agents._execution import (
@@ -244,7 +243,6 @@ class Worker:
                 f"topics {missing} do not exist; create them with `sdlcflow up` (new capabilities "
                 "need their sdlc.tasks.<capability> topic too)"
             )
-        self.workdir_root.mkdir(parents=True, exist_ok=True)
         actor = self.identity.actor_id
         self._publisher = AsyncPublisher(
             self._loop,
@@ -482,7 +480,7 @@ class Worker:
         clock = LeaseClock.granted(
             grant.lease_id, grant.epoch, grant.expires_at, envelope.occurred_at, requested_local
         )
-        workdir = Path(tempfile.mkdtemp(prefix=f"{definition.capability}-", dir=self.workdir_root))
+        workdir = Workdir(self.workdir_root, f"{definition.capability}-")
         lease = LeaseInfo(
             grant.lease_id, grant.epoch, grant.expires_at, grant.attempt, grant.inputs
         )
@@ -493,7 +491,7 @@ class Worker:
             change_id=change_id,
             trace_id=envelope.trace_id,
             lease=lease,
-            workdir=workdir,
+            scratch=workdir,
             logger=task_logger(
                 logging.getLogger(f"sdlcflow.agents.{definition.capability}"),
                 trace_id=envelope.trace_id,
@@ -514,7 +512,8 @@ class Worker:
             keeper.cancel()
             self._runs.pop(grant.lease_id, None)
             self._remember(self._recent, grant.lease_id, run)
-            shutil.rmtree(workdir, ignore_errors=True)
+            if workdir.made:
+                await asyncio.to_thread(workdir.remove)
 
     async def _report(self, run: _Run, outcome: Succeeded | Failed | Lost) -> bool:
         ctx, grant = run.ctx, run.holder_event.payload
