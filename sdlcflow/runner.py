@@ -90,6 +90,13 @@ def run() -> None:
     help="Comma-separated glob patterns of the repositories to serve (default: all).",
 )
 @click.option(
+    "--from-end",
+    is_flag=True,
+    envvar="SDLCFLOW_PROCESSORS_FROM_END",
+    help="A new app id (consumer group) starts at the inputs' current end instead of their "
+    "beginning; an app id that has offsets resumes from them.",
+)
+@click.option(
     "--loglevel",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -107,6 +114,7 @@ def processors(
     tick_interval_ms: int | None,
     lease_ttl_ms: int | None,
     repos: str | None,
+    from_end: bool,
     loglevel: str,
     metrics_port: int | None,
     log_format: str,
@@ -125,11 +133,24 @@ def processors(
         repos=tuple(p for p in repos.split(",") if p) if repos else None,
     )
     logging = logs.dict_config(log_format, level=loglevel, success_sample_rate=log_sample_rate)
+    if from_end:
+        _start_at_end(config)
     if workers == 1:
         _run_worker(config, loglevel, logging, metrics_port)
     else:
         env = {"SDLCFLOW_LOG_FORMAT": log_format, "SDLCFLOW_LOG_SAMPLE_RATE": str(log_sample_rate)}
         sys.exit(_supervise(config, workers, loglevel, metrics_port, env))
+
+
+def _start_at_end(config: ProcessorConfig) -> None:
+    """Position a new group at the inputs' end once, before any worker joins it."""
+    from sdlcflow.processors.engine import INPUT_TOPICS
+    from sdlcflow.processors.positions import start_new_group_at_end
+
+    if start_new_group_at_end(config.bootstrap, config.app_id, INPUT_TOPICS):
+        click.echo(f"{config.app_id}: a new group, starting at the inputs' current end", err=True)
+    else:
+        click.echo(f"{config.app_id}: resuming from the group's committed offsets", err=True)
 
 
 def _run_worker(

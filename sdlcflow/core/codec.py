@@ -47,21 +47,61 @@ def canonical_json(value: Any) -> bytes:
 
 
 def _encode_any(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _encoder(type(value))(value)
-    if isinstance(value, tuple | list):
-        return [_encode_any(item) for item in value]
-    if isinstance(value, frozenset | set):
-        return sorted(_encode_any(item) for item in value)
-    if isinstance(value, Mapping):
-        return {str(key): _encode_any(item) for key, item in value.items()}
+    cls = type(value)
+    if cls in _AS_IS:
+        return value
+    encode = _ENCODERS.get(cls)
+    if encode is None:
+        encode = _encoder_for_type(cls)
+    return encode(value)
+
+
+# Values that are their own plain form. The shell encodes a repository's whole state per table
+# write, so leaves are copied without a call and other types found with one dict lookup.
+_AS_IS = frozenset({str, int, bool, float, type(None)})
+_ENCODERS: dict[type, Encoder] = {}
+_DECODERS: dict[Any, Decoder] = {}
+
+
+def _encoder_for_type(cls: type) -> Encoder:
+    """Pick (and remember) how values of a type not seen before are encoded."""
+    encode: Encoder
+    if issubclass(cls, Enum):
+        encode = _enum_value
+    elif dataclasses.is_dataclass(cls):
+        return _encoder(cls)
+    elif issubclass(cls, tuple | list):
+        encode = _encode_sequence
+    elif issubclass(cls, frozenset | set):
+        encode = _encode_set
+    elif issubclass(cls, Mapping):
+        encode = _encode_mapping
+    else:
+        encode = _identity
+    _ENCODERS[cls] = encode
+    return encode
+
+
+def _enum_value(value: Enum) -> Any:
+    return value.value
+
+
+def _identity(value: Any) -> Any:
     return value
 
 
-_ENCODERS: dict[type, Encoder] = {}
-_DECODERS: dict[Any, Decoder] = {}
+def _encode_sequence(value: tuple[Any, ...] | list[Any]) -> list[Any]:
+    return [item if type(item) in _AS_IS else _encode_any(item) for item in value]
+
+
+def _encode_set(value: frozenset[Any] | set[Any]) -> list[Any]:
+    return sorted(_encode_any(item) for item in value)
+
+
+def _encode_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    return {
+        str(key): item if type(item) in _AS_IS else _encode_any(item) for key, item in value.items()
+    }
 
 
 def _encoder(cls: type) -> Encoder:
@@ -70,7 +110,11 @@ def _encoder(cls: type) -> Encoder:
         names = tuple(field.name for field in dataclasses.fields(cls))
 
         def encoder(value: Any) -> dict[str, Any]:
-            return {name: _encode_any(getattr(value, name)) for name in names}
+            plain: dict[str, Any] = {}
+            for name in names:
+                item = getattr(value, name)
+                plain[name] = item if type(item) in _AS_IS else _encode_any(item)
+            return plain
 
         _ENCODERS[cls] = encoder
     return encoder

@@ -52,13 +52,23 @@ class StoredRepo:
 
 
 def encode_repo(stored: StoredRepo) -> bytes:
+    """The table value. orjson walks the state's dataclasses, enums and tuples itself (in C),
+    giving the same JSON as `RepoState.to_plain`; a whole state is encoded per table write."""
     return orjson.dumps(
         {
             "v": FORMAT_VERSION,
-            "state": stored.state.to_plain(),
+            "state": stored.state,
             "outbox": [_encode_outbound(record) for record in stored.outbox],
-        }
+        },
+        default=_sorted_set,
     )
+
+
+def _sorted_set(value: Any) -> list[Any]:
+    """Sets (e.g. a change's processed input ids) as sorted lists, as `to_plain` writes them."""
+    if isinstance(value, frozenset | set):
+        return sorted(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a table value")
 
 
 def decode_repo(data: bytes) -> StoredRepo:

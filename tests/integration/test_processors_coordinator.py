@@ -18,8 +18,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import Event
@@ -27,6 +30,7 @@ from sdlcflow.demo.services import Service, Services
 from sdlcflow.demo.watch import LogWatch, Match, start_group_at_end
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.processors.testing import SignedActor, TestIssuer, change_request
+from sdlcflow.settings import Settings
 from sdlcflow.streams.deadletter import MessageDeadLettered
 from sdlcflow.streams.producer import EventPublisher
 from sdlcflow.streams.topics import (
@@ -62,6 +66,7 @@ class Coordinator:
     trust: Path
     services: Services
     issuer: TestIssuer
+    options: tuple[str, ...] = ()
     service: Service | None = None
 
     def start(self) -> None:
@@ -71,7 +76,7 @@ class Coordinator:
                 "run", "processors", "--app-id", self.app_id, "--data-dir", str(self.data_dir),
                 "--store", "rocksdb", "--trusted-issuers", str(self.trust),
                 "--tick-interval-ms", str(TICK_MS), "--lease-ttl-ms", str(LEASE_TTL_MS),
-                "--repos", f"{self.prefix}*",
+                "--repos", f"{self.prefix}*", *self.options,
             ],
             {"SDLCFLOW_KAFKA_BOOTSTRAP": self.bootstrap},
         )  # fmt: skip
@@ -93,23 +98,29 @@ class Coordinator:
         )
 
 
+class CoordinatorFactory(Protocol):
+    def __call__(self, *options: str, prefix: str | None = None) -> Coordinator: ...
+
+
 @pytest.fixture(scope="module")
 def coordinator_factory(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[], Coordinator]]:
-    """Starts coordinators with a unique app id, data dir and repository prefix each."""
+) -> Iterator[CoordinatorFactory]:
+    """Starts coordinators with a unique app id, data dir and repository prefix each; with
+    `--from-end` among the options the worker positions its new group itself."""
     tmp_path = tmp_path_factory.mktemp("coordinators")
     issuer = TestIssuer.new()
     trust = issuer.write_trust_file(tmp_path / "trusted-issuers.json")
     with Services(tmp_path / "logs", {}) as services:
 
-        def start() -> Coordinator:
+        def start(*options: str, prefix: str | None = None) -> Coordinator:
             tag = uuid.uuid4().hex[:8]
             app_id = f"test-proc-{tag}"
-            start_group_at_end(kafka_bootstrap, app_id, INPUT_TOPICS)
+            if "--from-end" not in options:
+                start_group_at_end(kafka_bootstrap, app_id, INPUT_TOPICS)
             coordinator = Coordinator(
-                kafka_bootstrap, f"procs-{tag}/", app_id, tmp_path / app_id, trust, services,
-                issuer,
+                kafka_bootstrap, prefix or f"procs-{tag}/", app_id, tmp_path / app_id, trust,
+                services, issuer, options,
             )  # fmt: skip
             coordinator.start()
             return coordinator
@@ -118,7 +129,7 @@ def coordinator_factory(
 
 
 @pytest.fixture(scope="module")
-def coordinator(coordinator_factory: Callable[[], Coordinator]) -> Coordinator:
+def coordinator(coordinator_factory: CoordinatorFactory) -> Coordinator:
     """One worker shared by the tests that do not kill it (each uses its own repository)."""
     return coordinator_factory()
 
@@ -322,7 +333,7 @@ class TestCoordinatorCrash:
     def test_a_killed_worker_restarts_and_finishes_the_dag_completing_each_task_once(
         self,
         kafka_bootstrap: str,
-        coordinator_factory: Callable[[], Coordinator],
+        coordinator_factory: CoordinatorFactory,
         publisher: EventPublisher,
     ) -> None:
         coordinator = coordinator_factory()  # its own: this test kills it
@@ -428,3 +439,91 @@ class TestCoordinatorReplay:
         )  # fmt: skip
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert "no difference" in replay.stdout
+
+
+def group_members(bootstrap: str, group_id: str) -> list[set[tuple[str, int]]]:
+    """The input partitions assigned to each member of a consumer group, as the broker says."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    described = admin.describe_consumer_groups([group_id])[group_id].result(timeout=10)
+    return [
+        {(tp.topic, tp.partition) for tp in member.assignment.topic_partitions
+         if tp.topic in INPUT_TOPICS}
+        for member in described.members
+    ]  # fmt: skip
+
+
+def wait_until(what: str, condition: Callable[[], bool], coordinator: Coordinator) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        coordinator.services.check()
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {WAIT_S:.0f} s waiting for {what}")
+        time.sleep(0.2)  # polling the broker's view, not standing in for work
+
+
+class TestCoordinatorWorkers:
+    """`run processors --workers 2`: two workers in one group share the input partitions."""
+
+    def test_two_workers_split_the_partitions_and_a_change_completes_each_task_once(
+        self,
+        kafka_bootstrap: str,
+        coordinator_factory: CoordinatorFactory,
+        publisher: EventPublisher,
+    ) -> None:
+        coordinator = coordinator_factory("--workers", "2")
+
+        def split() -> bool:
+            members = group_members(kafka_bootstrap, coordinator.app_id)
+            return len(members) == 2 and all(members) and not members[0] & members[1]
+
+        wait_until("two members with disjoint input partitions", split, coordinator)
+        members = group_members(kafka_bootstrap, coordinator.app_id)
+        assert len(members[0] | members[1]) == len(INPUT_TOPICS) * Settings.from_env().partitions
+        repo = coordinator.repo()
+        with LogWatch(kafka_bootstrap, repo, topics=(COORDINATOR,)) as watch:
+            agents = agents_for(coordinator, repo, watch, publisher)
+            change_id = submit(publisher, repo)
+            outcome = agents.run_until("the change's outcome", of(change_id, *CLOSED))
+            assert isinstance(outcome.payload, ev.ChangePromoted), outcome.payload
+            completed = completions_per_task(watch, change_id)
+            assert sorted(completed) == sorted(f"{change_id}/{step}" for step in STEPS)
+            assert all(len(ids) == 1 for ids in completed.values()), completed
+
+
+class TestCoordinatorFromEnd:
+    """`--from-end`: a new app id ignores inputs sent before it started."""
+
+    def test_a_new_group_started_from_the_end_plans_only_changes_sent_after_it(
+        self,
+        kafka_bootstrap: str,
+        coordinator_factory: CoordinatorFactory,
+        publisher: EventPublisher,
+    ) -> None:
+        prefix = f"procs-{uuid.uuid4().hex[:8]}/"
+        repo = f"{prefix}history"
+        with LogWatch(kafka_bootstrap, repo, topics=(COORDINATOR,)) as watch:
+            before = submit(publisher, repo)  # history, sent before the coordinator exists
+            coordinator = coordinator_factory("--from-end", prefix=prefix)
+            wait_until(
+                "the new group's offsets at the inputs' end",
+                lambda: committed(kafka_bootstrap, coordinator.app_id),
+                coordinator,
+            )
+            after = submit(publisher, repo)
+            watch.wait_for(
+                "the later change's plan", of(after, ev.ChangePlanned),
+                timeout_s=WAIT_S, hint="", health=coordinator.services.check,
+            )  # fmt: skip
+            # one repository, one partition, in order: the earlier request would come first
+            assert not [e for e in watch.events() if e.envelope.change_id == before]
+
+
+def committed(bootstrap: str, group_id: str) -> bool:
+    """Has the group committed offsets on every partition of the change-requests topic?"""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id})
+    try:
+        partitions = consumer.list_topics(CHANGE_REQUESTS, timeout=10).topics[CHANGE_REQUESTS]
+        asked = [TopicPartition(CHANGE_REQUESTS, p) for p in partitions.partitions]
+        return all(tp.offset >= 0 for tp in consumer.committed(asked, timeout=10))
+    finally:
+        consumer.close()
