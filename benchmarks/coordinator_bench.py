@@ -13,7 +13,11 @@ lease request and a passing result — is measured three ways:
 Then enqueue->grant latency at fixed offered rates: lease requests for planned tasks are
 produced at R/s and each LeaseGranted is matched to its request (causation id).
 
-    .venv/bin/python benchmarks/coordinator_bench.py [--quick]
+    .venv/bin/python benchmarks/coordinator_bench.py [--quick] [--baseline OLD.json]
+
+`--baseline` puts a previous run's figures (e.g. of an older commit, run just before with
+`PYTHONPATH=<old checkout>`) beside this run's, with after/before ratios: on a shared machine
+only figures taken side by side compare.
 
 Needs Kafka on $SDLCFLOW_KAFKA_BOOTSTRAP (`sdlcflow up`).
 Writes benchmarks/results/coordinator.json.
@@ -472,9 +476,37 @@ def grant_latency(
     }
 
 
+def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The baseline run's figures and this run's ratios to them (throughput up is better,
+    latency ratios below 1 are better)."""
+    ratios: dict[str, Any] = {
+        f"{part}_grants_per_s": round(after[part]["grants_per_s"] / before[part]["grants_per_s"], 2)
+        for part in ("core", "engine", "faust")
+    }
+    old_rates = {row["offered_grants_per_s"]: row for row in before["latency"]}
+    for row in after["latency"]:
+        old = old_rates.get(row["offered_grants_per_s"])
+        if old is not None:
+            for figure in ("p50_ms", "p99_ms"):
+                key = f"{figure}_at_{row['offered_grants_per_s']}_per_s"
+                ratios[key] = round(row[figure] / old[figure], 2)
+    return {
+        "started_at": before["started_at"],
+        "machine": before["machine"],
+        "core": before["core"],
+        "engine": before["engine"],
+        "faust": before["faust"],
+        "latency": before["latency"],
+        "after_over_before": ratios,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small workload (a smoke run)")
+    parser.add_argument(
+        "--baseline", type=Path, help="a previous run's JSON to report beside this one"
+    )
     args = parser.parse_args()
     repos, rates, seconds = (100, (500,), 2.0) if args.quick else (600, (250, 500, 1000), 4.0)
     settings = Settings.from_env()
@@ -561,6 +593,9 @@ def main() -> int:
             "highest_tested_rate_with_p99_under_1s": max(sustained) if sustained else None,
         },
     }
+    if args.baseline is not None:
+        report["baseline"] = compare(json.loads(args.baseline.read_text()), report)
+        print(json.dumps(report["baseline"]["after_over_before"]))
     print(json.dumps(report["overhead"]))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
