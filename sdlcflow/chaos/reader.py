@@ -1,0 +1,125 @@
+"""The thin reader behind the invariant checks: what the topics and the audit store hold.
+
+Reads every audited topic of the run's private broker from its first record to the end it
+had when reading began, and the event ids of the private audit store, so the checks in
+`invariants` see the evidence exactly as an outside auditor would.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from cassandra.cluster import Session
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from sdlcflow.audit.sink import is_audited
+from sdlcflow.core.events import Event
+from sdlcflow.streams.codec import DecodeError
+from sdlcflow.streams.topics import COORDINATOR
+from sdlcflow.streams.wire import EventCodec
+
+_TIMEOUT_S = 30.0
+_IDLE_POLLS = 10
+
+
+@dataclass
+class TopicEvidence:
+    """Everything the audited topics held: ids per topic, the decisions, undecodable records."""
+
+    event_ids: set[str] = field(default_factory=set)
+    records: Counter[str] = field(default_factory=Counter)
+    decisions: list[Event] = field(default_factory=list)
+    undecodable: int = 0
+
+
+def _consumer(bootstrap: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"sdlcflow-chaos-reader-{uuid.uuid4().hex[:8]}",
+            # we assign partitions and never commit: reading leaves no trace in the cluster
+            "enable.auto.commit": False,
+            # outages are expected here: librdkafka's reconnect chatter is not news
+            "log_level": 0,
+        }
+    )
+
+
+def audited_topics(bootstrap: str) -> list[str]:
+    """The broker's topics whose records belong in the audit store."""
+    consumer = _consumer(bootstrap)
+    try:
+        names = consumer.list_topics(timeout=_TIMEOUT_S).topics
+        return sorted(name for name in names if is_audited(name))
+    finally:
+        consumer.close()
+
+
+def read_records(bootstrap: str, topics: list[str]) -> Iterator[Message]:
+    """Every record of `topics`, up to the end each partition had when reading began (all
+    partitions at once: one pass, however many topics)."""
+    consumer = _consumer(bootstrap)
+    try:
+        metadata = consumer.list_topics(timeout=_TIMEOUT_S).topics
+        ends: dict[tuple[str, int], int] = {}
+        starts = []
+        for topic in topics:
+            for partition in sorted(metadata[topic].partitions) if topic in metadata else []:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=_TIMEOUT_S
+                )
+                if high > low:
+                    ends[(topic, partition)] = high
+                    starts.append(TopicPartition(topic, partition, low))
+        if not starts:
+            return
+        consumer.assign(starts)
+        idle = 0
+        while ends and idle < _IDLE_POLLS:  # offset gaps (markers) can hide the last offsets
+            messages = consumer.consume(1000, timeout=1.0)
+            idle = 0 if messages else idle + 1
+            for message in messages:
+                if message.error() is not None:
+                    continue
+                where = (message.topic() or "", message.partition() or 0)
+                end = ends.get(where)
+                if end is None or (message.offset() or 0) >= end:
+                    continue
+                yield message
+                if (message.offset() or 0) + 1 >= end:
+                    del ends[where]
+    finally:
+        consumer.close()
+
+
+def read_topics(bootstrap: str) -> TopicEvidence:
+    """Decode every audited topic; the coordinator's decisions are kept in log order."""
+    codec = EventCodec()
+    evidence = TopicEvidence()
+    for message in read_records(bootstrap, audited_topics(bootstrap)):
+        topic = message.topic() or ""
+        evidence.records[topic] += 1
+        try:
+            event = codec.decode(message.value())
+        except DecodeError:
+            evidence.undecodable += 1  # the sink dead-letters it; the letter is checked
+            continue
+        evidence.event_ids.add(event.event_id)
+        if topic == COORDINATOR:
+            evidence.decisions.append(event)
+    return evidence
+
+
+def stored_event_ids(session: Session, keyspace: str) -> list[str]:
+    """Every event id in the audit store's by-id table (one row per id by its key)."""
+    rows = session.execute(f"SELECT event_id FROM {keyspace}.events_by_id")
+    return [row.event_id for row in rows]
+
+
+def change_rows(session: Session, keyspace: str) -> Counter[str]:
+    """Rows per event id in the by-change table: more than one is a duplicate."""
+    rows = session.execute(f"SELECT event_id FROM {keyspace}.events_by_change")
+    return Counter(row.event_id for row in rows)
