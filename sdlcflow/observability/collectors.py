@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -60,7 +61,7 @@ def _histogram(
     return family
 
 
-class _Watched(Collector):
+class _Watched(Collector, ABC):
     """A collector over services registered at run time; describes its families up front."""
 
     def __init__(self) -> None:
@@ -86,8 +87,9 @@ class _Watched(Collector):
     def collect(self) -> Iterable[Metric]:
         return list(self.families(self.sources()))
 
+    @abstractmethod
     def families(self, sources: list[Any]) -> Iterator[Metric]:
-        raise NotImplementedError
+        """The metric families over these sources (none: the empty families, for describe)."""
 
 
 class AgentCollector(_Watched):

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from sdlcflow.errors import SdlcflowError
 from sdlcflow.observability import logs, metrics, spans
 from sdlcflow.observability.lag import LagWatcher
 
@@ -59,11 +60,15 @@ def observed(
     service: str, *, metrics_port: int | None, bootstrap: str, groups: Sequence[str]
 ) -> Iterator[metrics.MetricsServer | None]:
     """Tracing per SDLCFLOW_TRACING; with a port, /metrics and a consumer-lag watcher."""
-    spans.configure(service)
     server = watcher = None
     try:
-        if metrics_port is not None:
-            server = metrics.serve(metrics_port)
+        try:
+            spans.configure(service)
+            if metrics_port is not None:
+                server = metrics.serve(metrics_port)
+        except SdlcflowError as exc:  # a bad setting: say so, without a traceback
+            raise click.ClickException(str(exc)) from exc
+        if server is not None:
             watcher = LagWatcher(bootstrap, groups).start()
             log.info("%s metrics on http://0.0.0.0:%d/metrics", service, server.port)
         yield server
