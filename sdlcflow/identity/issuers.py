@@ -95,7 +95,7 @@ def read_entries(path: Path) -> dict[str, IssuerEntry]:
     """The file's entries, or none when it does not exist yet (the first `keys rotate`)."""
     if not path.exists():
         return {}
-    return parse_entries(path.read_text("utf-8"), str(path))
+    return parse_entries(path.read_bytes().decode("utf-8", "replace"), str(path))
 
 
 def write_entries(path: Path, entries: Mapping[str, IssuerEntry]) -> None:

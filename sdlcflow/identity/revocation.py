@@ -82,7 +82,7 @@ def read_revocations(path: Path) -> RevocationList:
     """The list in `path`, empty when the file does not exist (nothing revoked yet)."""
     if not path.exists():
         return RevocationList()
-    return parse_revocations(path.read_text("utf-8"), str(path))
+    return parse_revocations(path.read_bytes().decode("utf-8", "replace"), str(path))
 
 
 def write_revocations(path: Path, revocations: RevocationList) -> None:

@@ -109,7 +109,7 @@ class _WatchedFile:
         if stamp == self._stamp:
             return False, None
         self._stamp = stamp
-        return True, self.path.read_text("utf-8")
+        return True, self.path.read_bytes().decode("utf-8", "replace")
 
 
 _MISSING = (-1, -1, -1)
