@@ -137,3 +137,42 @@ class TestTemplateValidation:
     def test_template_name_must_match_file_name(self) -> None:
         with pytest.raises(TemplateError, match="must match its file name"):
             load_templates({"x": ("x.yaml", "name: y\nsteps:\n  - {id: a, capability: lint}\n")})
+
+
+class TestEscalationGroups:
+    """`escalate_to` names an approval step's second reviewer group without moving digests."""
+
+    APPROVAL = """
+name: t
+steps:
+  - {id: policy, capability: policy}
+  - id: approval
+    capability: approval
+    authority: human
+    approvals: 1
+    needs: [policy]
+"""
+
+    def test_the_group_reaches_the_approval_contract(self) -> None:
+        template = parse_template(self.APPROVAL + "    escalate_to: leads\n", "t.yaml")
+        contract = {c.step: c for c in plan(template, "c1", FACTS, INPUTS)}["approval"]
+        assert contract.escalate_to == "leads"
+
+    def test_the_group_is_part_of_the_digest_and_the_source_is_not(self) -> None:
+        without = parse_template(self.APPROVAL, "t.yaml")
+        with_group = parse_template(self.APPROVAL + "    escalate_to: leads\n", "t.yaml")
+        assert without.digest != with_group.digest
+        assert parse_template(self.APPROVAL, "other.yaml").digest == without.digest
+
+    def test_bad_group_names_and_non_approval_steps_are_refused(self) -> None:
+        bad = self.APPROVAL + "    escalate_to: 'Leads Team'\n"
+        with pytest.raises(TemplateError, match="'escalate_to' must be a group name"):
+            parse_template(bad, "t.yaml")
+        lint = "name: t\nsteps:\n  - {id: lint, capability: lint, escalate_to: leads}\n"
+        with pytest.raises(TemplateError, match="applies to approval steps"):
+            parse_template(lint, "t.yaml")
+
+    def test_the_deployment_template_escalates_to_release_managers(self) -> None:
+        templates = load_templates(packaged_template_texts())
+        approval = {s.id: s for s in templates["deployment"].steps}["approval"]
+        assert approval.escalate_to == "release-managers"
