@@ -294,7 +294,8 @@ async def _decision_form(request: Request, secret: bytes) -> DecisionForm:
     plain = {name: values[0] for name, values in fields.items()}
     session = request.cookies.get(SESSION_COOKIE, "")
     expected = csrf_token(secret, session) if session else ""
-    if not expected or not hmac.compare_digest(plain.get("csrf", ""), expected):
+    # bytes: compare_digest raises TypeError on non-ASCII str, and a form may hold anything
+    if not expected or not hmac.compare_digest(plain.get("csrf", "").encode(), expected.encode()):
         raise CsrfRejected(
             "the form's security token does not match this browser session; reload the "
             "approval page and submit again"
