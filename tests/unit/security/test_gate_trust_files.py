@@ -8,13 +8,19 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from sdlcflow.core.events import Event, InputRejection, LeaseRequested
+from sdlcflow.core.events import Event, EventRejected, InputRejection, LeaseRequested
 from sdlcflow.identity.commands import keys
 from sdlcflow.identity.issuers import IssuerEntry, read_entries, rotate, write_entries
 from sdlcflow.identity.keys import KeyPair, generate_key_pair, load_private_key
 from sdlcflow.identity.revocation import RevocationList, write_revocations
+from sdlcflow.processors.config import ProcessorConfig
+from sdlcflow.processors.engine import CoordinatorEngine, Inbound
+from sdlcflow.processors.shell import core_config
 from sdlcflow.processors.testing import SignedActor, TestIssuer
 from sdlcflow.processors.trust import RELOAD_EVERY_MS, CredentialGate, Refusal, TrustedIssuers
+from sdlcflow.streams.deadletter import MessageDeadLettered
+from sdlcflow.streams.topics import AGENT_EVENTS, COORDINATOR, DEAD_LETTER
+from sdlcflow.streams.wire import EventCodec
 
 T0 = 1_700_000_000_000
 REPO = "acme/web"
@@ -187,3 +193,29 @@ class TestKeysCommands:
     def test_revoke_without_a_target_is_a_usage_error(self, tmp_path: Path) -> None:
         result = CliRunner().invoke(keys, ["revoke", "--list", str(tmp_path / "r.json")])
         assert result.exit_code == 2 and "--credential or --actor" in result.output
+
+
+class TestRevokedAtTheEngine:
+    """Through the coordinator engine, a revoked credential's event is dead-lettered and
+    recorded on the decision log as EventRejected CREDENTIAL_REVOKED."""
+
+    def test_revoked_lease_request_is_dead_lettered_and_recorded(self) -> None:
+        ops = generate_key_pair("ops-1")
+        lint = _actor(ops)
+        revoked = RevocationList().revoke_credential(_credential_id(lint), T0)
+        codec = EventCodec()
+        engine = CoordinatorEngine(
+            core_config(ProcessorConfig.from_env()),
+            CredentialGate(TrustedIssuers.of({ops.key_id: ops.public_key}, revocations=revoked)),
+            codec,
+            group="revocation-test",
+            clock=lambda: T0 + 10,
+        )
+        record = Inbound(AGENT_EVENTS, 0, 1, REPO.encode(), codec.encode(_request(lint, T0 + 5)))
+        result = engine.process([record], lambda _r, _p: None, lambda _p: frozenset())
+        by_topic = {r.topic: codec.decode(r.value) for r in result.outbound}
+        letter = by_topic[DEAD_LETTER].payload
+        assert isinstance(letter, MessageDeadLettered) and letter.reason == "credential-revoked"
+        rejected = by_topic[COORDINATOR].payload
+        assert isinstance(rejected, EventRejected)
+        assert rejected.reason is InputRejection.CREDENTIAL_REVOKED
