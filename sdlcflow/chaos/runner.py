@@ -47,6 +47,8 @@ REPLAY_TIMEOUT_S = 180.0
 _AGENT_TTL_MS = 12 * 3600 * 1000
 _SUPERVISE_S = 0.5
 BUSY_WAIT_S = 10.0
+# a restarted Cassandra took over 3 minutes to answer on the loaded 2-core box
+RESTART_TIMEOUT_S = 600.0
 
 
 class ChaosError(SdlcflowError):
@@ -368,7 +370,7 @@ def _stop_cassandra(run: _Run, planned: PlannedFault, record: FaultRecord) -> th
 
     def restart() -> None:
         time.sleep(planned.hold_s)
-        run.cluster.start("cassandra")
+        run.cluster.start("cassandra", timeout_s=RESTART_TIMEOUT_S)
         record.healed_ms = now_ms()
 
     thread = threading.Thread(target=restart, name="chaos-cassandra", daemon=True)
