@@ -82,19 +82,29 @@ class JsonlInputSource:
 class AuditRows(Protocol):
     """The slice of `sdlcflow.audit.queries.AuditReader` the audit source reads."""
 
-    def iter_types(
-        self, types: Sequence[str], since_ms: int, until_ms: int
-    ) -> Iterator[list[AuditRow]]: ...
+    def by_repo(self, repo: str, since_ms: int, until_ms: int) -> list[AuditRow]: ...
+
+    def by_policy(self, policy: str, since_ms: int, until_ms: int) -> list[AuditRow]: ...
+
+    def by_id(self, event_id: str) -> AuditRow | None: ...
+
+
+# every policy decision is filed under this policy name in `policy_decisions_by_policy_day`
+ALL_POLICIES = "*"
 
 
 class AuditInputSource:
-    """Past policy results from the audit store: every TaskSucceeded in the window whose
-    policy outcome kept its evaluation (input document + decision), optionally of some repos.
+    """Past policy results from the audit store whose outcome kept its evaluation (input
+    document + decision), optionally of some repositories.
+
+    Named repositories are read from their own day partitions (`events_by_repo_day`); otherwise
+    the day's policy decisions (`policy_decisions_by_policy_day`, policy `*`) lead to the policy
+    results that caused them. Neither scans every result of every repository.
 
     Args:
         rows: the audit reader.
         until_ms: end of the window (exclusive), normally now.
-        repos: glob patterns of repositories to keep; empty keeps all.
+        repos: repositories to keep (exact names, or glob patterns); empty keeps all.
     """
 
     def __init__(self, rows: AuditRows, until_ms: int, repos: Sequence[str] = ()) -> None:
@@ -108,14 +118,36 @@ class AuditInputSource:
             raise BacktestInputError(
                 "reading the audit store needs a window: pass --since (e.g. 7d or an ISO time)"
             )
-        for hour in self.rows.iter_types(["TaskSucceeded"], since_ms, self.until_ms):
-            for row in hour:
-                record = self._record(row)
-                if record is not None:
-                    yield record
+        for row in self._results(since_ms):
+            record = self._record(row)
+            if record is not None:
+                yield record
+
+    def _results(self, since_ms: int) -> Iterator[AuditRow]:
+        """The stored TaskSucceeded rows of policy steps in the window."""
+        if self.repos and not any(_is_glob(p) for p in self.repos):
+            for repo in dict.fromkeys(self.repos):
+                for row in self.rows.by_repo(repo, since_ms, self.until_ms):
+                    if row.event_type == "TaskSucceeded":
+                        yield row
+            return
+        seen: set[str] = set()
+        for decision in self.rows.by_policy(ALL_POLICIES, since_ms, self.until_ms):
+            cause = decision.causation_id
+            if decision.event_type != "PolicyEvaluated" or not cause or cause in seen:
+                continue
+            seen.add(cause)
+            if not self._wanted(decision.repo):
+                continue
+            result = self.rows.by_id(cause)
+            if result is not None and result.event_type == "TaskSucceeded":
+                yield result
+
+    def _wanted(self, repo: str) -> bool:
+        return not self.repos or any(fnmatch.fnmatchcase(repo, p) for p in self.repos)
 
     def _record(self, row: AuditRow) -> RecordedDecision | None:
-        if self.repos and not any(fnmatch.fnmatchcase(row.repo, p) for p in self.repos):
+        if not self._wanted(row.repo):
             return None
         policy = json.loads(row.json).get("payload", {}).get("policy")
         if not isinstance(policy, dict):
@@ -126,6 +158,10 @@ class AuditInputSource:
             return None
         record = parse_record(evaluation, f"audit event {row.event_id}")
         return replace(record, recorded_at=row.occurred_at)
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
 
 
 class Change(StrEnum):

@@ -3,10 +3,12 @@ audit store under a candidate bundle and reports the decisions that would change
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -88,6 +90,24 @@ def policy_result(repo: str, change_id: str, path: str, at_ms: int) -> Event:
     return Event(envelope, ev.TaskSucceeded("lease", 1, (), ev.Outputs(), policy=outcome))
 
 
+def evaluated(result: Event) -> Event:
+    """The PolicyEvaluated the coordinator decides on a policy result (caused by it)."""
+    outcome = result.payload.policy  # type: ignore[union-attr]
+    assert outcome is not None
+    envelope = dataclasses.replace(
+        result.envelope,
+        event_id=f"{result.event_id}-evaluated",
+        type="PolicyEvaluated",
+        causation_id=result.event_id,
+        actor=Actor(ActorKind.COORDINATOR, "coordinator"),
+    )
+    state = ev.VerifiedState(HEAD, "d" * 40)
+    payload = ev.PolicyEvaluated(
+        outcome.decision, True, state, outcome.evidence_digest, outcome.reasons
+    )
+    return Event(envelope, payload)
+
+
 def stored(store: AuditStore, events: list[Event]) -> None:
     rows = [
         row
@@ -112,23 +132,35 @@ class TestBacktestFromTheAuditStore:
     ) -> None:
         repo = f"backtest/{unique_name('repo')}"  # type: ignore[operator]
         now = int(time.time() * 1000)
-        stored(
-            store,
-            [
-                policy_result(repo, f"{repo}-readme", "README.md", now - 60_000),
-                policy_result(repo, f"{repo}-auth", "src/auth/tokens.py", now - 30_000),
-                policy_result(repo, f"{repo}-old", "README.md", now - 3 * 3_600_000),
-            ],
-        )
+        results = [
+            policy_result(repo, f"{repo}-readme", "README.md", now - 60_000),
+            policy_result(repo, f"{repo}-auth", "src/auth/tokens.py", now - 30_000),
+            policy_result(repo, f"{repo}-old", "README.md", now - 3 * 3_600_000),
+        ]
+        stored(store, [*results, *(evaluated(r) for r in results)])
         monkeypatch.setenv("SDLCFLOW_CASSANDRA_HOSTS", ",".join(settings.cassandra_hosts))
         monkeypatch.setenv("SDLCFLOW_CASSANDRA_PORT", str(settings.cassandra_port))
         monkeypatch.setenv("SDLCFLOW_KEYSPACE", settings.keyspace)
-        result = CliRunner().invoke(
-            policy,
-            ["backtest", "--bundle", str(candidate), "--since", "1h", "--repo", repo, "--json"],
-        )
-        assert result.exit_code == 0, result.output
-        report = json.loads(result.stdout)
+        # by the repository's own partitions, and by the day's policy decisions (a glob)
+        for repos in (repo, f"{repo}*"):
+            result = CliRunner().invoke(
+                policy,
+                [
+                    "backtest",
+                    "--bundle",
+                    str(candidate),
+                    "--since",
+                    "1h",
+                    "--repo",
+                    repos,
+                    "--json",
+                ],
+            )
+            assert result.exit_code == 0, result.output
+            self.check(json.loads(result.stdout), repo)
+
+    @staticmethod
+    def check(report: dict[str, Any], repo: str) -> None:
         by_change = {e["change_id"]: e for e in report["entries"]}
         assert set(by_change) == {f"{repo}-readme", f"{repo}-auth"}  # the old one is outside
         readme = by_change[f"{repo}-readme"]

@@ -3,8 +3,9 @@ mode switch that must say why."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -107,17 +108,32 @@ def row(event: Event) -> AuditRow:
 
 
 class FakeRows:
-    """The audit reader's hourly iteration over stored rows (one hour holds them all)."""
+    """The audit reader over stored policy results; each result (except a lint one) also has
+    the PolicyEvaluated it caused, filed under policy `*`."""
 
     def __init__(self, events: Sequence[Event]) -> None:
-        self.rows = [row(e) for e in events]
-        self.asked: list[tuple[tuple[str, ...], int, int]] = []
+        self.results = {e.event_id: row(e) for e in events}
+        self.asked: list[tuple[str, str]] = []
 
-    def iter_types(
-        self, types: Sequence[str], since_ms: int, until_ms: int
-    ) -> Iterator[list[AuditRow]]:
-        self.asked.append((tuple(types), since_ms, until_ms))
-        yield [r for r in self.rows if r.event_type in types and since_ms <= r.occurred_at]
+    def by_repo(self, repo: str, since_ms: int, until_ms: int) -> list[AuditRow]:
+        self.asked.append(("repo", repo))
+        return [r for r in self.results.values() if r.repo == repo and r.occurred_at >= since_ms]
+
+    def by_policy(self, policy: str, since_ms: int, until_ms: int) -> list[AuditRow]:
+        self.asked.append(("policy", policy))
+        return [
+            dataclasses.replace(
+                r,
+                event_id=f"pe-{r.event_id}",
+                event_type="PolicyEvaluated",
+                causation_id=r.event_id,
+            )
+            for r in self.results.values()
+            if r.occurred_at >= since_ms and '"policy":{' in r.json
+        ]
+
+    def by_id(self, event_id: str) -> AuditRow | None:
+        return self.results.get(event_id)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +175,20 @@ class TestAuditInputSource:
         assert by_change["c-readme"].change is Change.NEWLY_BLOCKED
         assert by_change["c-readme"].added == ("docs: README changes need the docs team",)
         assert by_change["c-cart"].change is Change.UNCHANGED
-        assert rows.asked == [(("TaskSucceeded",), NOW - 3_600_000, NOW)]
+        assert rows.asked == [("policy", "*")]
+
+    def test_named_repositories_are_read_from_their_own_partitions(
+        self, shipped: PolicyEngine
+    ) -> None:
+        rows = FakeRows(
+            [
+                policy_result(shipped, "acme/shop", "c-1", "a.py"),
+                policy_result(shipped, "acme/other", "c-2", "a.py"),
+            ]
+        )
+        records = list(AuditInputSource(rows, NOW, ("acme/shop",)).records(0))
+        assert [r.input["change_id"] for r in records] == ["c-1"]
+        assert rows.asked == [("repo", "acme/shop")]
 
     def test_other_repos_non_policy_results_and_unkept_inputs_are_left_out(
         self, shipped: PolicyEngine
