@@ -18,7 +18,6 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from sdlcflow.agents._transport import CONSUMER_LATENCY_CONFIG, LATENCY_CONFIG
 from sdlcflow.core.decider import CoreConfig
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, Tick
 from sdlcflow.core.planner import load_templates, packaged_template_texts
@@ -72,14 +71,12 @@ class LoopbackCoordinator:
         self._producer = Producer(
             {
                 **producer_config(bootstrap),
-                **LATENCY_CONFIG,
                 "linger.ms": 1,  # decisions are latency-bound answers: send within 1 ms
                 "client.id": "sdlcflow-loopback",
             }
         )
         self._consumer = Consumer(
             {
-                **CONSUMER_LATENCY_CONFIG,
                 "bootstrap.servers": bootstrap,
                 "group.id": f"sdlcflow-loopback-{uuid.uuid4().hex[:8]}",  # assign only
                 "enable.auto.commit": False,

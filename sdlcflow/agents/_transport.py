@@ -48,17 +48,10 @@ log = logging.getLogger("sdlcflow.agents.transport")
 POLL_S = 0.05  # short polls keep shutdown and pause/resume responsive
 METADATA_TIMEOUT_S = 10.0
 
-# Settings every agent client shares: an agent's messages are small, latency-bound round trips.
-LATENCY_CONFIG: dict[str, Any] = {
-    # send each small frame at once: Nagle would hold a lease request until the previous
-    # segment is acknowledged (up to the peer's delayed-ACK timer, 40 ms on Linux)
-    "socket.nagle.disable": True,
-}
-CONSUMER_LATENCY_CONFIG: dict[str, Any] = dict(LATENCY_CONFIG)
 # The offer consumer pauses its partitions while every slot is busy. The broker answers a
 # fetch as soon as one byte is there (fetch.min.bytes=1), but a resumed partition joins only
 # the next fetch request, after the one in flight returns: up to fetch.wait.max.ms (500 ms by
-# default) for an idle topic. 50 ms bounds that wait at 20 idle fetches/s per agent.
+# default) when the other partitions are idle. 50 ms bounds that wait at 20 idle fetches/s.
 OFFER_CONSUMER_CONFIG: dict[str, Any] = {"fetch.wait.max.ms": 50}
 
 
@@ -106,7 +99,6 @@ def agent_producer_config(
             "linger.ms": 1,
             # a heartbeat that cannot be delivered within a lease TTL is useless; fail fast
             "delivery.timeout.ms": 10_000,
-            **LATENCY_CONFIG,
         }
     )
     config.update(overrides or {})

@@ -41,7 +41,6 @@ from sdlcflow.agents._identity import AgentIdentity
 from sdlcflow.agents._lease import LeaseClock
 from sdlcflow.agents._offsets import OffsetTracker
 from sdlcflow.agents._transport import (
-    CONSUMER_LATENCY_CONFIG,
     AsyncPublisher,
     OfferConsumer,
     Skipped,
@@ -234,7 +233,7 @@ class Worker:
             self.bootstrap,
             self.group_id,
             from_beginning=True,
-            overrides={**CONSUMER_LATENCY_CONFIG, **(self._consumer_config or {})},
+            overrides=self._consumer_config,
         )
         topics = [task_topic(c) for c in sorted(self.definitions)]
         missing = await asyncio.to_thread(topics_exist, base, [*topics, AGENT_EVENTS])

@@ -48,6 +48,10 @@ from sdlcflow.streams.topics import task_topic
 pytestmark = pytest.mark.integration
 
 LEASE_TTL_MS = 1_500
+# every repository of this module's tests is acme/<RUN>-...: the coordinator and the agents
+# serve only those, so other users of the shared broker cannot interfere
+RUN = uuid.uuid4().hex[:8]
+SERVED = (f"acme/{RUN}-*",)
 
 
 def now_ms() -> int:
@@ -96,7 +100,7 @@ def ops() -> Ops:
 def coordinator(kafka_bootstrap: str, ops: Ops) -> Iterator[LoopbackCoordinator]:
     loop = LoopbackCoordinator(
         kafka_bootstrap, {ops.issuer.key_id: ops.issuer.public_key}, lease_ttl_ms=LEASE_TTL_MS,
-        tick_interval_ms=100,
+        tick_interval_ms=100, repos=SERVED,
     )  # fmt: skip
     loop.start()
     yield loop
@@ -135,6 +139,7 @@ async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
 
 
 def worker_for(bootstrap: str, agents: list[Any], identity: AgentIdentity, **kwargs: Any) -> Worker:
+    kwargs.setdefault("repos", SERVED)
     capabilities = tuple(sorted({a.__sdlcflow_agent__.capability for a in agents}))
     return Worker(
         agents, bootstrap=bootstrap, identity=identity,
@@ -166,7 +171,7 @@ class TestRoundTrip:
         identity = ops.identity("agent-rt", ("lint", "test"))
         worker = worker_for(kafka_bootstrap, [quick_lint, quick_test], identity, concurrency=2)
         async with worker:
-            submit(kafka_bootstrap, f"acme/rt-{uuid.uuid4().hex[:6]}", "1" * 40)
+            submit(kafka_bootstrap, f"acme/{RUN}-rt-{uuid.uuid4().hex[:6]}", "1" * 40)
             await until(lambda: worker.stats.accepted == 2)
         assert (worker.stats.granted, worker.stats.succeeded, worker.stats.lost) == (2, 2, 0)
 
@@ -194,6 +199,7 @@ class TestKilledAgent:
 
             async def main() -> None:
                 async with Worker([hang], group_id={fresh_group(kafka_bootstrap, ("lint",))!r},
+                                  repos={SERVED!r},
                                   bootstrap={kafka_bootstrap!r}) as worker:
                     await worker.run()
 
@@ -208,7 +214,7 @@ class TestKilledAgent:
         doomed = subprocess.Popen([sys.executable, str(script)], env=env)
         try:
             # its group was committed at the topic's end: it reads the offer whenever it joins
-            submit(kafka_bootstrap, f"acme/kill-{uuid.uuid4().hex[:6]}", "2" * 40)
+            submit(kafka_bootstrap, f"acme/{RUN}-kill-{uuid.uuid4().hex[:6]}", "2" * 40)
             await until(lambda: _alive(doomed) and marker.exists(), 60)
         finally:
             doomed.send_signal(signal.SIGKILL)
@@ -255,7 +261,7 @@ class TestRevocation:
         LOSSES.clear()
         WRITES.clear()
         worker = worker_for(kafka_bootstrap, [slow_lint], ops.identity("agent-rv", ("lint",)))
-        repo = f"acme/revoke-{uuid.uuid4().hex[:6]}"
+        repo = f"acme/{RUN}-revoke-{uuid.uuid4().hex[:6]}"
         async with worker:
             change_id = submit(kafka_bootstrap, repo, "3" * 40)
             await until(lambda: len(WRITES) >= 3)
@@ -278,9 +284,24 @@ class TestForgedCredential:
         identity = ops.identity("agent-forged", ("lint",), issuer=forger)
         worker = worker_for(kafka_bootstrap, [quick_lint], identity)
         async with worker:
-            submit(kafka_bootstrap, f"acme/forged-{uuid.uuid4().hex[:6]}", "5" * 40)
+            submit(kafka_bootstrap, f"acme/{RUN}-forged-{uuid.uuid4().hex[:6]}", "5" * 40)
             await until(lambda: worker.stats.refused == 1)
         assert (worker.stats.granted, worker.stats.succeeded) == (0, 0)
+
+
+SCOPED_REPOS: list[str] = []
+
+
+@agent("lint")
+def scoped_lint(task: TaskContract) -> TaskResult:
+    SCOPED_REPOS.append(context().repo)
+    return TaskResult()
+
+
+@agent("test")
+def scoped_test(task: TaskContract) -> TaskResult:
+    SCOPED_REPOS.append(context().repo)
+    return TaskResult()
 
 
 class TestRepositoryScope:
@@ -289,15 +310,17 @@ class TestRepositoryScope:
     async def test_offers_of_other_repositories_are_left_alone(
         self, kafka_bootstrap: str, coordinator: LoopbackCoordinator, ops: Ops
     ) -> None:
-        prefix = f"acme/scope-{uuid.uuid4().hex[:6]}"
+        SCOPED_REPOS.clear()
+        prefix = f"acme/{RUN}-scope-{uuid.uuid4().hex[:6]}"
         worker = worker_for(
-            kafka_bootstrap, [quick_lint, quick_test], ops.identity("agent-sc", ("lint", "test")),
-            concurrency=2, repos=(f"{prefix}-mine*",),
+            kafka_bootstrap, [scoped_lint, scoped_test],
+            ops.identity("agent-sc", ("lint", "test")), concurrency=2,
+            repos=(f"{prefix}-mine*",),
         )  # fmt: skip
         async with worker:
             submit(kafka_bootstrap, f"{prefix}-theirs", "6" * 40)
             submit(kafka_bootstrap, f"{prefix}-mine", "7" * 40)
-            await until(lambda: worker.stats.accepted == 2)
+            await until(lambda: worker.stats.accepted == 2, 120)
             read, decoded = worker.task_topic_reads()
-        assert (worker.stats.offers, worker.stats.granted) == (2, 2)
+        assert set(SCOPED_REPOS) == {f"{prefix}-mine"}
         assert decoded < read  # offers and the other repository's decisions were not decoded
