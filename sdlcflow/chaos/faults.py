@@ -108,7 +108,7 @@ LONG = Profile(
         (FaultKind.DUPLICATE_INPUTS, 6),
         (FaultKind.REPLAY_OFFSETS, 6),
     ),
-    settle_timeout_s=300.0,
+    settle_timeout_s=180.0,
 )
 
 PROFILES = {SHORT.name: SHORT, LONG.name: LONG}

@@ -7,12 +7,15 @@ had when reading began, and the event ids of the private audit store, so the che
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from cassandra import DriverException
 from cassandra.cluster import Session
+from cassandra.query import SimpleStatement
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from sdlcflow.audit.sink import is_audited
@@ -23,6 +26,8 @@ from sdlcflow.streams.wire import EventCodec
 
 _TIMEOUT_S = 30.0
 _IDLE_POLLS = 10
+_SCAN_PAGE = 1000
+_SCAN_ATTEMPTS = 5
 
 
 @dataclass
@@ -113,13 +118,25 @@ def read_topics(bootstrap: str) -> TopicEvidence:
     return evidence
 
 
+def _scan(session: Session, query: str) -> list[str]:
+    """The event ids a full scan returns, in small pages, retried: a node that has just
+    restarted on a loaded machine fails the odd page (ReadFailure, timeouts)."""
+    for attempt in range(_SCAN_ATTEMPTS):
+        try:
+            statement = SimpleStatement(query, fetch_size=_SCAN_PAGE)
+            return [row.event_id for row in session.execute(statement, timeout=60.0)]
+        except DriverException:
+            if attempt == _SCAN_ATTEMPTS - 1:
+                raise
+            time.sleep(5.0)
+    return []
+
+
 def stored_event_ids(session: Session, keyspace: str) -> list[str]:
     """Every event id in the audit store's by-id table (one row per id by its key)."""
-    rows = session.execute(f"SELECT event_id FROM {keyspace}.events_by_id")
-    return [row.event_id for row in rows]
+    return _scan(session, f"SELECT event_id FROM {keyspace}.events_by_id")
 
 
 def change_rows(session: Session, keyspace: str) -> Counter[str]:
     """Rows per event id in the by-change table: more than one is a duplicate."""
-    rows = session.execute(f"SELECT event_id FROM {keyspace}.events_by_change")
-    return Counter(row.event_id for row in rows)
+    return Counter(_scan(session, f"SELECT event_id FROM {keyspace}.events_by_change"))

@@ -69,7 +69,9 @@ class FaultRecord:
         return {
             **self.planned.to_json(),
             "detail": self.detail,
-            "took_s": round((self.healed_ms - self.injected_ms) / 1000, 2),
+            "took_s": (
+                round((self.healed_ms - self.injected_ms) / 1000, 2) if self.healed_ms else None
+            ),
             "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 2),
         }
 
