@@ -69,6 +69,25 @@ def read_long(data: bytes, pos: int) -> tuple[int, int]:
     raise Malformed("varint longer than 10 bytes")
 
 
+# One-byte varints, looked up rather than computed (most lengths and numbers in our events fit):
+# SMALL_LONG[b] is the zig-zag value of the single byte b, SHORT_LENGTH[b] the same when it is a
+# valid (non-negative) length; None where b needs the general varint reader.
+SMALL_LONG: tuple[int | None, ...] = tuple(
+    ((b >> 1) ^ -(b & 1)) if b < 0x80 else None for b in range(256)
+)
+SHORT_LENGTH: tuple[int | None, ...] = tuple(
+    v if v is not None and v >= 0 else None for v in SMALL_LONG
+)
+
+
+def read_length(data: bytes, pos: int) -> tuple[int, int]:
+    """A length (string, bytes) as a varint at `pos`; Malformed when negative."""
+    n, pos = read_long(data, pos)
+    if n < 0:
+        raise Malformed("negative length")
+    return n, pos
+
+
 class _Source:
     """Accumulates generated functions and the objects they refer to."""
 
@@ -77,6 +96,7 @@ class _Source:
         self.namespace: dict[str, Any] = {
             "_write_long": write_long,
             "_read_long": read_long,
+            "_read_length": read_length,
             "_pack_double": _DOUBLE.pack,
             "_pack_float": _FLOAT.pack,
             "_unpack_double": _DOUBLE.unpack_from,
@@ -84,6 +104,8 @@ class _Source:
             "_Truncated": Truncated,
             "_Malformed": Malformed,
             "_new": object.__new__,
+            "_SHORT_LENGTH": SHORT_LENGTH,
+            "_SMALL_LONG": SMALL_LONG,
             "_LONG_MIN": _LONG_MIN,
             "_LONG_MAX": _LONG_MAX,
             "_INT_MIN": _INT_MIN,
@@ -239,19 +261,21 @@ class _DecoderBuilder(_Source):
         self._inlining = (*self._inlining, str(schema["name"]))
         lines: list[str] = []
         values = []
+        assigned: list[tuple[str, str]] = []
         for field in schema["fields"]:
             avro = resolve_type(field["type"], self.names, space)
             value = self.var("f")
             lines += self.value(hints[field["name"]], avro, value, space, pad)
             values.append(f"{field['name']!r}: {value}")
+            assigned.append((field["name"], value))
         self._inlining = self._inlining[:-1]
         fields = "{" + ", ".join(values) + "}"
         cls_name = self.constant(cls.__name__, cls)
         if _plain_dataclass(cls):
-            lines += [
-                f"{pad}{target} = _new({cls_name})",
-                f"{pad}{target}.__dict__.update({fields})",
-            ]
+            # a frozen dataclass filled through its instance dict: no __init__, no setattr
+            slots = self.var("d")
+            lines += [f"{pad}{target} = _new({cls_name})", f"{pad}{slots} = {target}.__dict__"]
+            lines += [f"{pad}{slots}[{name!r}] = {value}" for name, value in assigned]
         else:
             lines += [f"{pad}{target} = {cls_name}(**{fields})"]
         return lines
@@ -267,14 +291,11 @@ class _DecoderBuilder(_Source):
             n, stop = self.var("n"), self.var("t")
             read = f"data[pos:{stop}]" + (".decode()" if kind == "string" else "")
             return [
-                f"{pad}{n} = data[pos]",
-                f"{pad}if {n} < 128 and not {n} & 1:  # short length, one byte",
-                f"{pad}    {n} >>= 1",
-                f"{pad}    pos += 1",
+                f"{pad}{n} = _SHORT_LENGTH[data[pos]]",
+                f"{pad}if {n} is None:",
+                f"{pad}    {n}, pos = _read_length(data, pos)",
                 f"{pad}else:",
-                f"{pad}    {n}, pos = _read_long(data, pos)",
-                f"{pad}    if {n} < 0:",
-                f"{pad}        raise _Malformed('negative length')",
+                f"{pad}    pos += 1",
                 f"{pad}{stop} = pos + {n}",
                 f"{pad}if {stop} > end:",
                 f"{pad}    raise _Truncated('{kind} runs past the end')",
@@ -319,12 +340,11 @@ class _DecoderBuilder(_Source):
     def _long(self, target: str, pad: str) -> list[str]:
         # data[pos] past the end raises IndexError, which the caller reports as truncation
         return [
-            f"{pad}{target} = data[pos]",
-            f"{pad}if {target} < 128:",
-            f"{pad}    {target} = ({target} >> 1) ^ -({target} & 1)",
-            f"{pad}    pos += 1",
-            f"{pad}else:",
+            f"{pad}{target} = _SMALL_LONG[data[pos]]",
+            f"{pad}if {target} is None:",
             f"{pad}    {target}, pos = _read_long(data, pos)",
+            f"{pad}else:",
+            f"{pad}    pos += 1",
         ]
 
     def _optional(
@@ -334,11 +354,17 @@ class _DecoderBuilder(_Source):
         null_index = branches.index("null")
         other = resolve_type(branches[1 - null_index], self.names, space)
         i = self.var("u")
+        # the branch byte as written (0 or 2 for index 0 or 1); a longer varint is re-read
         return [
-            *self._long(i, pad),
-            f"{pad}if {i} == {null_index}:",
+            f"{pad}{i} = data[pos]",
+            f"{pad}if {i} < 128:",
+            f"{pad}    pos += 1",
+            f"{pad}else:",
+            f"{pad}    {i}, pos = _read_long(data, pos)",
+            f"{pad}    {i} = {i} * 2 if 0 <= {i} <= 1 else 1",
+            f"{pad}if {i} == {null_index * 2}:",
             f"{pad}    {target} = None",
-            f"{pad}elif {i} == {1 - null_index}:",
+            f"{pad}elif {i} == {(1 - null_index) * 2}:",
             *self.value(inner, other, target, space, pad + "    "),
             f"{pad}else:",
             f"{pad}    raise _Malformed('union index out of range')",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sdlcflow.core.events import Event
 from sdlcflow.streams.codec import HEADER, MAGIC_BYTE, Codec
+from sdlcflow.streams.compiled import SHORT_LENGTH, SMALL_LONG, read_long
 from sdlcflow.streams.records import from_avro, to_avro
 from sdlcflow.streams.registry import LocalSchemaRegistry
-from sdlcflow.streams.testing import events, payloads
+from sdlcflow.streams.testing import events, payloads, sample_event
 from sdlcflow.streams.wire import EventCodec, event_types, record_name
 
 CODEC = EventCodec(Codec(registry=LocalSchemaRegistry.default()))
@@ -62,4 +66,33 @@ class TestCompiledCodec:
         event = data.draw(events(event_type))
         frame = CODEC.encode(event)
         assert frame == GENERIC.encode(event)
+        assert CODEC.decode(frame) == GENERIC.decode(frame) == event
+
+
+class TestCompiledVarints:
+    """One-byte varints are looked up; longer and non-canonical ones read as fastavro reads them."""
+
+    def test_lookup_tables_agree_with_the_varint_reader(self) -> None:
+        for byte in range(256):
+            if byte < 0x80:
+                value = read_long(bytes([byte]), 0)[0]
+                assert SMALL_LONG[byte] == value
+                assert SHORT_LENGTH[byte] == (value if value >= 0 else None)
+            else:
+                assert SMALL_LONG[byte] is None and SHORT_LENGTH[byte] is None
+
+    def test_a_union_branch_written_as_a_two_byte_varint_decodes_like_fastavro(self) -> None:
+        base = sample_event("LeaseHeartbeat")
+        none = Event(dataclasses.replace(base.envelope, causation_id=None), base.payload)
+        empty = Event(dataclasses.replace(base.envelope, causation_id=""), base.payload)
+        frame, other = CODEC.encode(none), CODEC.encode(empty)
+        at = next(i for i, (a, b) in enumerate(zip(frame, other, strict=False)) if a != b)
+        assert frame[at] == 0  # the null branch, index 0
+        longer = frame[:at] + b"\x80\x00" + frame[at + 1 :]  # index 0 as a two-byte varint
+        assert CODEC.decode(longer) == GENERIC.decode(longer) == none
+
+    def test_strings_longer_than_a_one_byte_length_round_trip(self) -> None:
+        base = sample_event("LeaseHeartbeat")
+        event = Event(dataclasses.replace(base.envelope, repo="acme/" + "r" * 300), base.payload)
+        frame = CODEC.encode(event)
         assert CODEC.decode(frame) == GENERIC.decode(frame) == event
