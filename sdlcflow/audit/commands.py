@@ -19,7 +19,7 @@ from sdlcflow.audit import metrics, render
 from sdlcflow.audit.export import ExportFormat, export
 from sdlcflow.audit.model import AuditRow
 from sdlcflow.audit.queries import AuditReader
-from sdlcflow.audit.store import AuditStore, connect, connect_when_up
+from sdlcflow.audit.store import DEFAULT_MAX_IN_FLIGHT, AuditStore, connect, connect_when_up
 from sdlcflow.audit.windows import WindowError, parse_instant
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.observability import logs
@@ -108,7 +108,10 @@ def audit() -> None:
 )
 @click.option("--batch", default=2000, show_default=True, help="Records per poll and commit.")
 @click.option(
-    "--max-in-flight", default=128, show_default=True, help="Cassandra requests in flight."
+    "--max-in-flight",
+    default=DEFAULT_MAX_IN_FLIGHT,
+    show_default=True,
+    help="Cassandra requests (unlogged batches) in flight.",
 )
 @click.option(
     "--idle-exit",

@@ -37,7 +37,9 @@ from sdlcflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_IN_FLIGHT = 64
+# requests (each a batch of up to MAX_BATCH_ROWS rows) outstanding at once: enough to keep a
+# node busy; more only queues on it and turns into write timeouts when it is saturated
+DEFAULT_MAX_IN_FLIGHT = 16
 # partitions whose owning replica is remembered; the cache is dropped when it grows past this
 MAX_CACHED_ROUTES = 100_000
 BACKOFF_START_S = 0.1
