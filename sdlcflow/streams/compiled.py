@@ -469,7 +469,10 @@ def _event_decoder(
     ]:
         lines += [
             f"    event = _new({event})",
-            "    event.__dict__.update({'envelope': envelope, 'payload': payload, 'scope': None})",
+            "    fields = event.__dict__",
+            "    fields['envelope'] = envelope",
+            "    fields['payload'] = payload",
+            "    fields['scope'] = None",
         ]
     else:
         lines.append(f"    event = {event}(envelope, payload)")
