@@ -24,7 +24,7 @@ class TestRecordConversion:
     """A payload dataclass converts to an Avro dict and back to an equal dataclass."""
 
     @pytest.mark.parametrize("event_type", EVENT_TYPES)
-    @settings(max_examples=20, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(data=st.data())
     def test_payload_round_trips_through_its_avro_dict(
         self, event_type: str, data: st.DataObject
@@ -37,7 +37,7 @@ class TestEventRoundTrip:
     """Every event type round-trips through the wire codec with its envelope intact."""
 
     @pytest.mark.parametrize("event_type", EVENT_TYPES)
-    @settings(max_examples=20, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(data=st.data())
     def test_event_round_trips_through_a_frame_naming_its_schema_id(
         self, event_type: str, data: st.DataObject
@@ -58,7 +58,7 @@ class TestCompiledCodec:
     """The compiled per-type codec writes and reads exactly what fastavro does."""
 
     @pytest.mark.parametrize("event_type", EVENT_TYPES)
-    @settings(max_examples=20, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(data=st.data())
     def test_compiled_frames_equal_fastavro_frames(
         self, event_type: str, data: st.DataObject
