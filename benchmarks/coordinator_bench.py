@@ -26,6 +26,7 @@ Writes benchmarks/results/coordinator.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -44,7 +45,7 @@ from confluent_kafka import Consumer
 
 from sdlcflow.bench.machine import describe_machine
 from sdlcflow.core import events as ev
-from sdlcflow.core.decider import handle
+from sdlcflow.core.decider import CoreConfig, handle
 from sdlcflow.core.events import ActorScope, Event
 from sdlcflow.core.state import RepoState, TaskStatus
 from sdlcflow.demo.watch import end_offsets, start_group_at_end
@@ -94,7 +95,7 @@ def build_mix(repos: Iterable[str], actor: SignedActor, prefix: str, *, full: bo
     """Plan one change per repository; with `full`, run every task to success, else only
     request the first offered task's lease (the latency workload)."""
     mix = Mix()
-    config = core_config(_config())
+    config = _core()
     now = int(time.time() * 1000)
     for repo in repos:
         request = change_request(repo, at=now)
@@ -138,7 +139,7 @@ def _play_task(
     now: int,
     full: bool,
 ) -> RepoState:
-    config = core_config(_config())
+    config = _core()
     contract = task.contract
     request = actor.event(
         ev.LeaseRequested(contract.capability),
@@ -181,12 +182,18 @@ def _config() -> ProcessorConfig:
     return ProcessorConfig.from_env().with_options(lease_ttl_ms=LEASE_TTL_MS)
 
 
+@functools.cache
+def _core() -> CoreConfig:
+    """The core's configuration, built once: parsing the templates per task cost minutes."""
+    return core_config(_config())
+
+
 # ------------------------------------------------------------------------------ in process
 
 
 def time_core(mix: Mix) -> dict[str, float]:
     """The decider alone over the agent inputs, from the planned states."""
-    config = core_config(_config())
+    config = _core()
     states = dict(mix.states)
     decisions = grants = 0
     cpu, wall = time.process_time(), time.perf_counter()
@@ -208,7 +215,7 @@ def time_engine(mix: Mix, issuer: TestIssuer, partitions: int) -> dict[str, floa
     """Decode, authenticate, decide and encode (the shell's own work, no Kafka, no faust)."""
     codec = EventCodec()
     gate = CredentialGate(issuer.trusted(), max_clock_skew_ms=10**9, credential_grace_ms=10**9)
-    engine = CoordinatorEngine(core_config(_config()), gate, codec, group="bench")
+    engine = CoordinatorEngine(_core(), gate, codec, group="bench")
     requests = _inbound(mix.requests, codec, CHANGE_REQUESTS, partitions)
     agent = _inbound(mix.agent_inputs, codec, AGENT_EVENTS, partitions)
     _run_engine(engine, requests, 500)
