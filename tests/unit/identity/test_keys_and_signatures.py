@@ -21,6 +21,7 @@ from sdlcflow.identity.signatures import (
     ApprovalStatement,
     EvidenceBundle,
     SignatureRejected,
+    StateRef,
     Verdict,
     event_digest,
     evidence_digest,
@@ -157,6 +158,21 @@ class TestEvidenceDigest:
     def test_sets_are_refused(self) -> None:
         with pytest.raises(CanonicalJsonError, match="sort them"):
             canonical_bytes({"x": {1, 2}})
+
+    def test_enums_dataclasses_models_and_tuples_become_plain_json(self) -> None:
+        actor = Actor(ActorKind.AGENT, "bot")
+        value = {
+            ActorKind.HUMAN: (actor, ActorKind.OPS, 1.5, None, True),
+            "state": StateRef(head_sha="abc"),
+        }
+        assert canonical_bytes(value) == (
+            b'{"human":[{"id":"bot","kind":"agent"},"ops",1.5,null,true],'
+            b'"state":{"artifact_digest":"","base_sha":"","head_sha":"abc","lockfile_digest":""}}'
+        )
+
+    def test_foreign_objects_are_refused(self) -> None:
+        with pytest.raises(CanonicalJsonError, match="cannot encode object"):
+            canonical_bytes({"x": object()})
 
 
 def statement(**changes: object) -> ApprovalStatement:
