@@ -58,6 +58,10 @@ def resolve_agents(target: str) -> list[AgentDefinition]:
     envvar="SDLCFLOW_AGENT_DRAIN_TIMEOUT",
     help="Seconds running tasks may finish on SIGTERM before their leases are released.",
 )  # fmt: skip
+@click.option(
+    "--repos", default="", envvar="SDLCFLOW_AGENT_REPOS",
+    help="Comma-separated glob patterns of the repositories to serve (default: all).",
+)  # fmt: skip
 @click.option("--verbose", "-v", is_flag=True, help="Log every lease and result.")
 @observability.options
 def agent(
@@ -66,6 +70,7 @@ def agent(
     group_id: str | None,
     bootstrap: str | None,
     drain_timeout: float,
+    repos: str,
     verbose: bool,
     metrics_port: int | None,
     log_format: str,
@@ -82,7 +87,7 @@ def agent(
         definitions = resolve_agents(target)
         worker = Worker(
             definitions, bootstrap=bootstrap, concurrency=concurrency, group_id=group_id,
-            drain_timeout_s=drain_timeout,
+            drain_timeout_s=drain_timeout, repos=[p for p in repos.split(",") if p.strip()],
         )  # fmt: skip
         with observability.observed(
             "sdlcflow-agent",

@@ -181,6 +181,8 @@ def start_coordinator(stage: Stage) -> Service:
         str(stage.identities.trusted_issuers),
         "--tick-interval-ms",
         "250",
+        "--repos",
+        stage.repo,  # decide only this run's repository; the broker is shared
         "--loglevel",
         "info",  # it goes to the log file a failed step names
     ]
@@ -200,7 +202,8 @@ def start_agents(stage: Stage) -> None:
             continue
         group = f"{stage.app_id}-{capability}"
         start_group_at_end(stage.bootstrap, group, [task_topic(capability)])
-        args = ["run", "agent", capability, "--group", group, "--verbose"]
+        # serve only this run's repository: other runs' offers on the shared task topic are not ours
+        args = ["run", "agent", capability, "--group", group, "--repos", stage.repo, "--verbose"]
         stage.agents[capability] = stage.services.start_cli(
             f"agent-{capability}", args, holder.agent_env()
         )
