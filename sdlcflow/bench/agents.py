@@ -30,7 +30,6 @@ from sdlcflow.agents import (
     agent,
     context,
 )
-from sdlcflow.agents._transport import Skipped
 from sdlcflow.bench.mix import (
     CHECK_CAPABILITIES,
     MixSpec,
@@ -39,32 +38,8 @@ from sdlcflow.bench.mix import (
     template_of_task,
 )
 from sdlcflow.core.events import PolicyDecision
-from sdlcflow.streams.consumer import Delivery, Refusal
 
 BENCH_POLICY_REVISION = "sdlcflow-bench-policy-1"
-
-
-class ScopedWorker(Worker):
-    """A Worker that takes offers of its own repositories only (`<prefix>*`).
-
-    The task topics are shared with every other coordinator on the broker; without the filter
-    a benchmark agent would ask for leases on other people's tasks (and be refused by them).
-    """
-
-    def __init__(self, agents: Sequence[AgentDefinition], *, prefix: str, **options: Any) -> None:
-        super().__init__(agents, **options)
-        self.prefix = prefix.encode()
-
-    def _on_offers(self, batch: list[Delivery | Refusal | Skipped]) -> None:
-        mine: list[Delivery | Refusal | Skipped] = []
-        for item in batch:
-            if isinstance(item, Delivery) and not (item.key or b"").startswith(self.prefix):
-                self._tracker.started((item.topic, item.partition), item.offset)
-                self._finished(item)  # not ours: done at once, so offsets move on
-            else:
-                mine.append(item)
-        if mine:
-            super()._on_offers(mine)
 
 
 def bench_agents(spec: MixSpec, latency_ms: float) -> list[AgentDefinition]:
@@ -117,9 +92,10 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
         dead_rate=args.dead_rate,
         review_rate=args.review_rate,
     ).checked()
-    worker = ScopedWorker(
+    worker = Worker(
         bench_agents(spec, args.latency_ms),
-        prefix=args.prefix,
+        # the task topics are shared with every coordinator on the broker: serve only ours
+        repos=(f"{args.prefix}*",),
         concurrency=args.concurrency,
         group_id=args.group,
         drain_timeout_s=0,
