@@ -66,7 +66,6 @@ _FAST_START_FLAGS = [
     "-Dcassandra.skip_wait_for_gossip_to_settle=0",
     "-Dcassandra.ring_delay_ms=100",
     "-Dcassandra.superuser_setup_delay_ms=0",
-    "-Dcassandra.unsafesystem=true",
 ]
 
 

@@ -274,3 +274,37 @@ class TestOneServer:
             assert received == [b"before the crash"]
         finally:
             local.stop_server(own, "kafka")
+
+    def test_a_killed_cassandra_restarts_with_its_schema_and_rows(
+        self, settings: Settings, tmp_path: Path, unique_name: Callable[[str], str]
+    ) -> None:
+        own = _isolated(
+            settings,
+            tmp_path,
+            cassandra_port=_free_port(),
+            cassandra_storage_port=_free_port(),
+        )
+        keyspace = unique_name("survivor").replace("-", "_")
+        try:
+            first = local.start_server(own, "cassandra", timeout_s=240)
+            with local.cql_session(own) as session:
+                session.execute(
+                    f"CREATE KEYSPACE {keyspace} WITH replication = "
+                    "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+                )
+                session.execute(f"CREATE TABLE {keyspace}.facts (id text PRIMARY KEY, body text)")
+                session.execute(
+                    f"INSERT INTO {keyspace}.facts (id, body) VALUES ('crash', 'before the crash')"
+                )
+
+            assert local.stop_server(own, "cassandra", kill=True) is True
+            second = local.start_server(own, "cassandra", timeout_s=240)
+
+            assert second.ready and second.pid != first.pid
+            with local.cql_session(own) as session:
+                rows = list(
+                    session.execute(f"SELECT body FROM {keyspace}.facts WHERE id = 'crash'")
+                )
+            assert [row.body for row in rows] == ["before the crash"]
+        finally:
+            local.stop_server(own, "cassandra")
