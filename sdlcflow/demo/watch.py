@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sdlcflow.core.events import Event
 from sdlcflow.demo.errors import DemoError
+from sdlcflow.processors import positions
 from sdlcflow.streams.codec import DecodeError
 from sdlcflow.streams.topics import AGENT_EVENTS, COORDINATOR
 from sdlcflow.streams.wire import EventCodec
@@ -26,7 +27,6 @@ Match = Callable[[Event], bool]
 Health = Callable[[], None]
 
 POLL_S = 0.2
-METADATA_TIMEOUT_S = 10.0
 
 
 class WaitTimedOut(DemoError):
@@ -45,41 +45,19 @@ class Seen:
 
 def end_offsets(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
     """Every partition of `topics` at its current end (what exists now is not this run's)."""
-    probe = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"sdlcflow-demo-probe-{uuid.uuid4()}"}
-    )
     try:
-        positions: list[TopicPartition] = []
-        for topic in topics:
-            metadata = probe.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
-            if metadata is None or metadata.error is not None or not metadata.partitions:
-                raise DemoError(
-                    f"topic {topic} does not exist on {bootstrap}; run `sdlcflow up` (it creates "
-                    "the topics) and try again"
-                )
-            for partition in sorted(metadata.partitions):
-                _, high = probe.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_S
-                )
-                positions.append(TopicPartition(topic, partition, high))
-        return positions
-    finally:
-        probe.close()
+        return positions.end_offsets(bootstrap, topics)
+    except positions.PositionError as exc:
+        raise DemoError(str(exc)) from exc
 
 
 def start_group_at_end(bootstrap: str, group_id: str, topics: Iterable[str]) -> None:
-    """Commit the current end offsets for a new consumer group, so a service started in it
-    reads only what this run produces (instead of replaying other runs' history)."""
-    positions = end_offsets(bootstrap, topics)
-    committer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False}
-    )
+    """Position a new consumer group at the current end, so a service started in it reads only
+    what this run produces (instead of replaying other runs' history)."""
     try:
-        committer.commit(offsets=positions, asynchronous=False)
-    except KafkaException as exc:
-        raise DemoError(f"could not position consumer group {group_id}: {exc}") from exc
-    finally:
-        committer.close()
+        positions.start_new_group_at_end(bootstrap, group_id, topics)
+    except positions.PositionError as exc:
+        raise DemoError(str(exc)) from exc
 
 
 class LogWatch:

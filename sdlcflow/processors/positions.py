@@ -29,7 +29,7 @@ def start_new_group_at_end(bootstrap: str, group_id: str, topics: Iterable[str])
 
     Returns True when the group was positioned, False when it already had offsets.
     """
-    ends = _end_offsets(bootstrap, tuple(topics))
+    ends = end_offsets(bootstrap, topics)
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False}
     )
@@ -50,7 +50,8 @@ def start_new_group_at_end(bootstrap: str, group_id: str, topics: Iterable[str])
         consumer.close()
 
 
-def _end_offsets(bootstrap: str, topics: tuple[str, ...]) -> list[TopicPartition]:
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of `topics` at its current end; a missing topic is an error."""
     probe = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"sdlcflow-position-probe-{uuid.uuid4()}"}
     )

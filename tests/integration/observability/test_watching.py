@@ -32,10 +32,10 @@ from sdlcflow.agents import (
     TaskContract,
     TaskResult,
     VerifiedState,
+    Worker,
     agent,
     context,
 )
-from sdlcflow.bench.agents import ScopedWorker
 from sdlcflow.core.events import ActorKind, PolicyDecision
 from sdlcflow.demo.services import Services
 from sdlcflow.demo.stage import audited_topics
@@ -186,8 +186,8 @@ async def agents(run: Run) -> AsyncIterator[InMemorySpanExporter]:
     )  # fmt: skip
     group = f"test-obs-agents-{uuid.uuid4().hex[:8]}"
     start_group_at_end(run.bootstrap, group, [task_topic(c) for c in CAPABILITIES])
-    worker = ScopedWorker(
-        _agents(), prefix=run.prefix, bootstrap=run.bootstrap, group_id=group, concurrency=4,
+    worker = Worker(
+        _agents(), repos=[f"{run.prefix}*"], bootstrap=run.bootstrap, group_id=group, concurrency=4,
         identity=AgentIdentity(signed.credential, key=signed.key), drain_timeout_s=0,
     )  # fmt: skip
     async with worker:
