@@ -12,7 +12,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -122,7 +122,8 @@ class TaskContext:
     `logger` carries trace, task and change ids on every record; `lost` is set the moment the
     lease is gone;
     `change` holds the change's kind, labels, paths, resources and environments as offered
-    (None from a coordinator that did not send them yet).
+    (None from a coordinator that did not send them yet); `policy_modes` the policy modes ops
+    set for the repository (policy -> enforced) as offered.
     """
 
     contract: TaskContract
@@ -135,6 +136,7 @@ class TaskContext:
     lost: LeaseSignal = field(default_factory=LeaseSignal)
     heartbeater: Heartbeater | None = None
     change: ChangeFacts | None = None
+    policy_modes: Mapping[str, bool] = field(default_factory=dict)
 
     @property
     def task_id(self) -> str:

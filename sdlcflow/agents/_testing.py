@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ class AgentEnvironment:
         workdir: the task's working directory (default: a fresh temporary one, removed after).
         stop_grace_s: how long a sync handler gets to stop after the lease is lost.
         change: the change's facts (kind, labels, ...) as the offer carries them.
+        policy_modes: the policy modes ops set (policy -> enforced) as the offer carries them.
     """
 
     def __init__(
@@ -94,9 +95,11 @@ class AgentEnvironment:
         workdir: Path | None = None,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
         change: ChangeFacts | None = None,
+        policy_modes: Mapping[str, bool] | None = None,
     ) -> None:
         self.repo = repo
         self.change = change
+        self.policy_modes: Mapping[str, bool] = policy_modes or {}
         self.epoch = epoch
         self.attempt = attempt
         self.on_heartbeat = on_heartbeat
@@ -150,6 +153,7 @@ class AgentEnvironment:
             lost=self._signal,
             heartbeater=self._heartbeat,
             change=self.change,
+            policy_modes=self.policy_modes,
         )
         return self.context
 

@@ -499,6 +499,7 @@ class Worker:
                 lease_id=grant.lease_id,
             ),
             change=offer.change,
+            policy_modes=offer.policy_modes,
         )
         run = _Run(definition, ctx, clock, grant_event, asyncio.get_running_loop().create_future())
         ctx.heartbeater = lambda details: ctx.logger.debug("progress %s", details)

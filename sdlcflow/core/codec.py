@@ -184,10 +184,16 @@ def _union_decoder(args: tuple[Any, ...]) -> Decoder:
     return decode
 
 
+def _required(field: dataclasses.Field[Any]) -> bool:
+    """A field with neither a default nor a default factory (data written before it existed
+    decodes with the default)."""
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
 def _dataclass_decoder(cls: type) -> Decoder:
     hints = typing.get_type_hints(cls)
     fields = tuple(
-        (field.name, _lazy(hints[field.name]), field.default is dataclasses.MISSING)
+        (field.name, _lazy(hints[field.name]), _required(field))
         for field in dataclasses.fields(cls)
         if field.init
     )

@@ -589,7 +589,8 @@ def _is_approval(contract: TaskContract) -> bool:
 def _offer(run: _Run, change_id: str, task: TaskState, reason: OfferReason, attempt: int) -> None:
     change = run.state.changes[change_id]
     contract = change.tasks[task.contract.id].contract
-    offer = ev.TaskOffered(contract, attempt, task.epoch + 1, reason, change.facts)
+    modes = run.state.policy_modes
+    offer = ev.TaskOffered(contract, attempt, task.epoch + 1, reason, change.facts, modes)
     run.emit(offer, change_id, contract.id)
 
 
@@ -1162,8 +1163,12 @@ def _on_approval_rejected(run: _Run, event: Event) -> None:
     _close(run, change.change_id, Outcome.BLOCKED, reason, reviewer)
 
 
-def _ignore(_run: _Run, _event: Event) -> None:
-    """Recorded by the audit sink; nothing for the coordinator to decide."""
+def _on_policy_mode_changed(run: _Run, event: Event) -> None:
+    """An ops switch (the kind check admitted only ops) becomes the repository's mode, which
+    every later offer carries to the policy agent."""
+    p: ev.PolicyModeChanged = event.payload  # type: ignore[assignment]
+    set_by = event.envelope.actor.id
+    run.emit(ev.PolicyModeSet(p.policy, p.enforced, p.reason, set_by), None)
 
 
 HANDLERS: dict[type, Handler] = {
@@ -1178,6 +1183,6 @@ HANDLERS: dict[type, Handler] = {
     ev.ApprovalSigned: _on_approval_signed,
     ev.ApprovalRejected: _on_approval_rejected,
     ev.CredentialRevoked: _on_credential_revoked,
-    ev.PolicyModeChanged: _ignore,
+    ev.PolicyModeChanged: _on_policy_mode_changed,
     ev.Tick: _on_tick,
 }

@@ -15,7 +15,8 @@ so every one maps onto an Avro record. Times are milliseconds since the epoch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 # --------------------------------------------------------------------------------------------
@@ -392,7 +393,7 @@ class CredentialRevoked:
 
 @dataclass(frozen=True)
 class PolicyModeChanged:
-    """Ops switched a policy between audit and enforce; recorded, consumed by the policy agent."""
+    """Ops switched a policy between audit and enforce; accepted as a PolicyModeSet decision."""
 
     policy: str
     enforced: bool
@@ -479,6 +480,23 @@ class TaskOffered:
     epoch: int
     reason: OfferReason
     change: ChangeFacts | None = None
+    # the repository's policy modes set by ops (policy -> enforced; `*`: every policy), which
+    # the policy agent applies over its own defaults; empty: nobody switched a mode
+    policy_modes: Mapping[str, bool] = field(default_factory=dict)
+
+
+# the policy name of a mode switch that applies to every policy
+ALL_POLICIES = "*"
+
+
+@dataclass(frozen=True)
+class PolicyModeSet:
+    """An ops mode switch accepted for the repository: offers from now on carry the mode."""
+
+    policy: str
+    enforced: bool
+    reason: str
+    set_by: str
 
 
 @dataclass(frozen=True)
@@ -710,6 +728,7 @@ Payload = (
     | ChangeFailed
     | TaskReady
     | TaskOffered
+    | PolicyModeSet
     | TaskSkipped
     | TaskCancelled
     | LeaseGranted
@@ -765,6 +784,7 @@ DECISION_TYPES: dict[str, type] = {
         ChangeFailed,
         TaskReady,
         TaskOffered,
+        PolicyModeSet,
         TaskSkipped,
         TaskCancelled,
         LeaseGranted,

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sdlcflow.core import events as ev
 from sdlcflow.core.codec import from_plain, to_plain
 from sdlcflow.core.events import (
+    ALL_POLICIES,
     ChangeFacts,
     Event,
     PolicyDecision,
@@ -122,7 +123,8 @@ class RepoState:
     `holders` maps a claimed resource (`path:`, `key:`, `env:`) to the change holding it;
     `closed` remembers recent outcomes (oldest first, bounded); `recent` remembers ids of inputs
     that concerned no live change (bounded), keyed to their time; `watermark` is the latest
-    decision time applied.
+    decision time applied; `policy_modes` holds the modes ops set (policy -> enforced), which
+    every offer carries.
     """
 
     repo: str = ""
@@ -131,6 +133,7 @@ class RepoState:
     closed: Mapping[str, str] = field(default_factory=dict)
     recent: Mapping[str, int] = field(default_factory=dict)
     watermark: int = 0
+    policy_modes: Mapping[str, bool] = field(default_factory=dict)
 
     def to_plain(self) -> dict[str, Any]:
         """JSON-ready form for the shell's table."""
@@ -395,6 +398,13 @@ def _apply_policy(state: RepoState, event: Event) -> RepoState:
     return _put_change(state, change)
 
 
+def _apply_policy_mode(state: RepoState, event: Event) -> RepoState:
+    """Last switch wins: one for every policy (`*`) replaces the earlier per-policy ones."""
+    p: ev.PolicyModeSet = event.payload  # type: ignore[assignment]
+    earlier = {} if p.policy == ALL_POLICIES else state.policy_modes
+    return replace(state, policy_modes={**earlier, p.policy: p.enforced})
+
+
 def _apply_approval_requested(state: RepoState, event: Event) -> RepoState:
     p: ev.ApprovalRequested = event.payload  # type: ignore[assignment]
     return _task_update(
@@ -470,6 +480,7 @@ APPLIERS: dict[type, Applier] = {
     ev.ChangeFailed: _apply_closed(Outcome.FAILED),
     ev.TaskReady: _noop,
     ev.TaskOffered: _apply_offered,
+    ev.PolicyModeSet: _apply_policy_mode,
     ev.TaskSkipped: _apply_status(TaskStatus.SKIPPED),
     ev.TaskCancelled: _apply_status(TaskStatus.CANCELLED),
     ev.LeaseGranted: _apply_granted,

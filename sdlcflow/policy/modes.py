@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from sdlcflow.core.events import ALL_POLICIES
+
 
 class Mode(StrEnum):
     AUDIT = "audit"
     ENFORCE = "enforce"
-
-
-ALL_POLICIES = "*"
 
 
 @dataclass(frozen=True)

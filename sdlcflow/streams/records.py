@@ -13,7 +13,7 @@ import enum
 import functools
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from sdlcflow.errors import SdlcflowError
@@ -97,7 +97,7 @@ def encoder_for(hint: Any) -> Convert | None:
     if origin is tuple:
         item = encoder_for(_tuple_item(hint))
         return None if item is None else (lambda v: [item(x) for x in v])
-    if origin is dict:
+    if origin in (dict, Mapping):
         value = encoder_for(typing.get_args(hint)[1])
         return None if value is None else (lambda v: {k: value(x) for k, x in v.items()})
     if hint in _SCALARS:
@@ -121,7 +121,7 @@ def decoder_for(hint: Any) -> Convert | None:
     if origin is tuple:
         item = decoder_for(_tuple_item(hint))
         return tuple if item is None else (lambda v: tuple([item(x) for x in v]))
-    if origin is dict:
+    if origin in (dict, Mapping):
         value = decoder_for(typing.get_args(hint)[1])
         return None if value is None else (lambda v: {k: value(x) for k, x in v.items()})
     if hint in _SCALARS:

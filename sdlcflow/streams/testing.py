@@ -96,6 +96,10 @@ def _value(
         items = resolve_type(avro["items"], names, space)
         item = _value(typing.get_args(hint)[0], items, names, space)
         return st.lists(item, max_size=3).map(tuple)
+    if typing.get_origin(hint) in (dict, Mapping):
+        values = resolve_type(avro["values"], names, space)
+        value = _value(typing.get_args(hint)[1], values, names, space)
+        return st.dictionaries(st.text(max_size=20), value, max_size=3)
     if hint is bool:
         return st.booleans()
     if hint is int:
@@ -147,6 +151,8 @@ def _sample(hint: Any, name: str) -> Any:
         return _sample(inner, name)
     if typing.get_origin(hint) is tuple:
         return (_sample(typing.get_args(hint)[0], name),)
+    if typing.get_origin(hint) in (dict, Mapping):
+        return {f"{name}-key": _sample(typing.get_args(hint)[1], name)}
     if hint is bool:
         return True
     if hint is int:

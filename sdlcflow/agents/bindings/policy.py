@@ -2,10 +2,12 @@
 evaluate the bundle, and report the decision with its evidence.
 
 The bundle is SDLCFLOW_POLICY_BUNDLE (default: the one shipped in sdlcflow/policies); policies
-run in enforce mode unless SDLCFLOW_POLICY_MODE=audit. Test results come from what the test
-step recorded for the same head SHA (none recorded: the tests-on-head policy says so). The
-evidence bundle a reviewer signs (diff, test results, policy evidence, replay command) is
-assembled here and stored by its digest, which the coordinator copies into ApprovalRequested.
+run in enforce mode unless SDLCFLOW_POLICY_MODE=audit, except those whose mode ops switched
+(`sdlcflow policy mode`): the offer carries those modes and they win over the default. Test
+results come from what the test step recorded for the same head SHA (none recorded: the
+tests-on-head policy says so). The evidence bundle a reviewer signs (diff, test results, policy
+evidence, replay command) is assembled here and stored by its digest, which the coordinator
+copies into ApprovalRequested.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sdlcflow.approvals.evidence import (
     default_evidence_root,
 )
 from sdlcflow.core.events import (
+    ALL_POLICIES,
     ArtifactRef,
     ChangeFacts,
     PolicyOutcome,
@@ -45,10 +48,13 @@ from sdlcflow.core.events import (
 from sdlcflow.policy import inputs as model
 from sdlcflow.policy.decision import BundleDecision, Outcome
 from sdlcflow.policy.engine import PolicyEngine
-from sdlcflow.policy.modes import Mode, PolicyModes
+from sdlcflow.policy.modes import Mode, ModeChange, PolicyModes
 
 BUNDLE_ENV = "SDLCFLOW_POLICY_BUNDLE"
 MODE_ENV = "SDLCFLOW_POLICY_MODE"
+# who a mode taken from the offer is attributed to (the switch itself is on record as
+# PolicyModeChanged / PolicyModeSet with the operator, time and reason)
+OFFERED_BY = "coordinator-offer"
 SHIPPED_BUNDLE = Path(__file__).resolve().parents[2] / "policies"
 
 
@@ -58,16 +64,24 @@ def bundle_root() -> Path:
     return Path(given) if given else SHIPPED_BUNDLE
 
 
-def policy_modes() -> PolicyModes:
-    """Enforce unless the operator runs this agent in audit mode."""
+def policy_modes(offered: Mapping[str, bool] | None = None) -> PolicyModes:
+    """Enforce unless the operator runs this agent in audit mode; the modes the offer carries
+    (policy -> enforced, as ops switched them) win for the policies they name."""
     raw = os.environ.get(MODE_ENV, "").strip().lower() or Mode.ENFORCE.value
     try:
-        return PolicyModes(default=Mode(raw))
+        modes = PolicyModes(default=Mode(raw))
     except ValueError:
         choices = ", ".join(m.value for m in Mode)
         raise BindingConfigError(
             f"{MODE_ENV}={raw!r} is not a mode; use one of {choices}"
         ) from None
+    # `*` first, so a per-policy mode set after it still wins (the coordinator drops the
+    # per-policy ones a later `*` overrides)
+    offered = offered or {}
+    for policy in sorted(offered, key=lambda name: name != ALL_POLICIES):
+        mode = Mode.ENFORCE if offered[policy] else Mode.AUDIT
+        modes = modes.with_change(ModeChange(policy, mode, OFFERED_BY, 0))
+    return modes
 
 
 @functools.lru_cache(maxsize=4)
@@ -195,7 +209,7 @@ def policy_agent(task: TaskContract) -> TaskResult:
     document = policy_input(
         ctx.repo, ctx.change_id, lockfile, found, check_results(ctx.repo, found.head), ctx.change
     )
-    decision = engine_for(bundle_root()).evaluate(document, policy_modes())
+    decision = engine_for(bundle_root()).evaluate(document, policy_modes(ctx.policy_modes))
     evidence = store_evidence(ctx, document, decision, remote)
     ctx.ensure_live()
     return TaskResult(

@@ -315,6 +315,30 @@ class TestPolicyBinding:
         assert outcome.result.policy.decision is PolicyDecision.PASS
         assert not outcome.result.policy.enforced
 
+    def test_offered_modes_override_the_env_default_for_the_policies_they_name(
+        self, sample: SampleRepo, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SDLCFLOW_POLICY_MODE", "audit")
+        env = AgentEnvironment(repo=REPO, policy_modes={"tests_on_head": True})
+        outcome = _run(policy_agent, _contract("policy", _feature(sample), sample.main), env)
+        assert isinstance(outcome, Succeeded) and outcome.result.policy is not None
+        assert outcome.result.policy.decision is PolicyDecision.FAIL
+        assert outcome.result.policy.enforced
+        evaluated = json.loads(outcome.result.policy.evaluation)["decision"]["policies"]
+        modes = {p["policy"]: p["mode"] for p in evaluated}
+        assert modes["tests_on_head"] == "enforce"
+        assert {mode for name, mode in modes.items() if name != "tests_on_head"} == {"audit"}
+
+    def test_an_offered_audit_for_every_policy_overrides_an_enforcing_env(
+        self, sample: SampleRepo, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("SDLCFLOW_POLICY_MODE", raising=False)
+        env = AgentEnvironment(repo=REPO, policy_modes={"*": False})
+        outcome = _run(policy_agent, _contract("policy", _feature(sample), sample.main), env)
+        assert isinstance(outcome, Succeeded) and outcome.result.policy is not None
+        assert outcome.result.policy.decision is PolicyDecision.PASS
+        assert not outcome.result.policy.enforced
+
 
 _LABEL_POLICY = """package sdlcflow.policies.change_facts
 

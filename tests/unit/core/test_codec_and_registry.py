@@ -6,6 +6,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Mapping
 from enum import Enum
 
 import pytest
@@ -86,6 +87,8 @@ def _wire_safe(hint: object, seen: set[type]) -> bool:
         return len(args) == 2 and args[1] is Ellipsis and _wire_safe(args[0], seen)
     if origin in (typing.Union, types.UnionType):
         return all(_wire_safe(arg, seen) for arg in args)
+    if origin in (dict, Mapping):
+        return args[0] is str and _wire_safe(args[1], seen)
     return False
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 from sdlcflow.core.events import EVENT_TYPES, Envelope
@@ -104,6 +105,12 @@ class _Comparison:
                 self.problems.append(f"{where}: a tuple in the dataclass, {avro!r} in the schema")
             else:
                 self.type(typing.get_args(hint)[0], avro["items"], f"{where}[]", space)
+        elif typing.get_origin(hint) in (dict, Mapping):
+            key, value = typing.get_args(hint)
+            if _primitive(avro) != "map" or key is not str:
+                self.problems.append(f"{where}: a mapping in the dataclass, {avro!r} in the schema")
+            else:
+                self.type(value, avro["values"], f"{where}{{}}", space)
         elif hint in _SCALAR_TYPES:
             if _primitive(avro) not in _SCALAR_TYPES[hint]:
                 self.problems.append(
