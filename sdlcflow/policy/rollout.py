@@ -2,7 +2,9 @@
 
 The switch is a PolicyModeChanged input on `sdlc.agent-events`, signed by an operator whose
 credential the coordinator's gate verifies, so every rollout step says who switched, when and
-why (`ModeChange.from_event` reads it back). A switch without a reason is refused here.
+why (`ModeChange.from_event` reads it back). The coordinator accepts it as a PolicyModeSet
+decision and every later offer of the repository carries the mode to the policy agent. A switch
+without a reason is refused here.
 """
 
 from __future__ import annotations
