@@ -15,7 +15,11 @@ from pathlib import Path
 
 from cassandra import ProtocolVersion
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
 
 from sdlcflow.infra.jars import JarSet
 from sdlcflow.infra.process import home_marker
@@ -143,6 +147,9 @@ def cluster_for(settings: Settings, *, connect_timeout_s: float = 5.0) -> Cluste
         # v5 is spoken by Cassandra 4.0 and later; naming it avoids the driver's trial of
         # newer beta versions and its downgrade warnings
         protocol_version=ProtocolVersion.V5,
+        # a node that comes back (restart, outage) is found within seconds, not the driver's
+        # default of up to 10 minutes between attempts
+        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
     )
 
 

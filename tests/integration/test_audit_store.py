@@ -393,6 +393,7 @@ class TestOutage:
         store: AuditStore,
         kafka_bootstrap: str,
         settings: Settings,
+        cassandra_session: Session,
     ) -> None:
         before = scenario(_now_ms(), f"{namespace}a")
         during = scenario(_now_ms() + 10_000, f"{namespace}b")
@@ -416,6 +417,16 @@ class TestOutage:
         finally:
             cluster.shutdown()
         assert _committed(kafka_bootstrap, group, namespace) == total
+        # the suite's shared session reconnects too, before the next test relies on it
+        wait_until(lambda: _answers(cassandra_session), 120, "the shared session to reconnect")
+
+
+def _answers(session: Session) -> bool:
+    try:
+        session.execute("SELECT release_version FROM system.local")
+    except Exception:  # NoHostAvailable, OperationTimedOut: not back yet
+        return False
+    return True
 
 
 def _committed(bootstrap: str, group: str, namespace: str) -> int:
