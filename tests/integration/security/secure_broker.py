@@ -134,6 +134,8 @@ def server_properties(
             "auto.create.topics.enable=false",
             "num.network.threads=1",
             "num.io.threads=2",
+            # the 128 MiB default compaction buffer does not fit a 256 MiB heap beside the rest
+            "log.cleaner.dedupe.buffer.size=16777216",
             "",
         ]
     )
@@ -151,7 +153,7 @@ def secure_broker(home: Path, users: tuple[str, ...], settings: Settings) -> Ite
     config.write_text(
         server_properties(port, controller_port, home / "data", ca, keystore, passwords["admin"])
     )
-    base = [str(java), "-Xms128m", "-Xmx256m", "-cp", jars.classpath]
+    base = [str(java), "-Xms128m", "-Xmx384m", "-cp", jars.classpath]
     scram = [
         arg
         for user, password in passwords.items()
