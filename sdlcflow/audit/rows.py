@@ -28,7 +28,7 @@ ALL_POLICIES = "*"
 APPROVAL_TYPES = frozenset(
     {"ApprovalSigned", "ApprovalRejected", "ApprovalAccepted", "ApprovalInvalidated"}
 )
-POLICY_TYPES = frozenset({"PolicyEvaluated", "PolicyModeChanged"})
+POLICY_TYPES = frozenset({"PolicyEvaluated", "PolicyModeChanged", "PolicyModeSet"})
 DEAD_LETTER_TYPE = "MessageDeadLettered"
 
 
@@ -274,7 +274,7 @@ def policy_names(payload: Any) -> tuple[str, ...]:
     Reasons are written `policy: message` by the policy engine; a decision with no findings
     is filed under `*` only.
     """
-    if isinstance(payload, ev.PolicyModeChanged):
+    if isinstance(payload, ev.PolicyModeChanged | ev.PolicyModeSet):
         return (payload.policy,) if payload.policy else ()
     if not isinstance(payload, ev.PolicyEvaluated):
         return ()
@@ -287,8 +287,9 @@ def _policy_rows(payload: Any, day: date) -> list[Placement]:
         decision, enforced = payload.decision.value, payload.enforced
         revision, digest = payload.state.policy_revision, payload.evidence_digest
         reasons: tuple[str, ...] = payload.reasons
-    elif isinstance(payload, ev.PolicyModeChanged):
-        decision, enforced, revision, digest, reasons = "", payload.enforced, "", "", ()
+    elif isinstance(payload, ev.PolicyModeChanged | ev.PolicyModeSet):
+        decision, enforced, revision, digest = "", payload.enforced, "", ""
+        reasons = (payload.reason,) if payload.reason else ()
     else:
         return []
     return [

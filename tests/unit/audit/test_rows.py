@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 
 from sdlcflow.audit.rows import (
     ALL_POLICIES,
+    POLICY_TYPES,
     Origin,
     audit_record,
     event_time,
@@ -39,6 +40,7 @@ from sdlcflow.core.events import (
     PolicyDecision,
     PolicyEvaluated,
     PolicyModeChanged,
+    PolicyModeSet,
     TaskFailed,
     VerifiedState,
 )
@@ -108,6 +110,14 @@ class TestPlacements:
 
     def test_policy_mode_change_is_filed_under_its_policy(self) -> None:
         assert policy_names(PolicyModeChanged("env_vars", True)) == ("env_vars",)
+
+    def test_accepted_policy_mode_switch_is_a_policy_row_with_its_reason(self) -> None:
+        payload = PolicyModeSet("env_vars", True, "ticket OPS-12", "ops-1")
+        rows = [p for p in placements(_event(payload)) if p.table.startswith("policy")]
+        assert "PolicyModeSet" in POLICY_TYPES
+        assert [p.column("policy") for p in rows] == ["env_vars"]
+        assert rows[0].column("enforced") is True
+        assert rows[0].column("reasons") == ["ticket OPS-12"]
 
     def test_approvals_are_filed_under_each_reviewer_by_month(self) -> None:
         signed = _event(ApprovalSigned(STATE, "sha256:e"), actor=Actor(ActorKind.HUMAN, "alice"))
