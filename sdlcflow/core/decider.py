@@ -63,6 +63,16 @@ class CoreConfig:
     templates: Mapping[str, Template] = field(default_factory=dict)
     lease_ttl_ms: int = 30_000
 
+    @property
+    def offer_timeout_ms(self) -> int:
+        """How long an offer may go untaken before it is made again: the offer (or the agent
+        that read it) may have been lost, e.g. in a rebalance or a crash before its request."""
+        return OFFER_TIMEOUT_TTLS * self.lease_ttl_ms
+
+
+#: An untaken offer is repeated after this many lease TTLs (long enough for a busy agent).
+OFFER_TIMEOUT_TTLS = 4
+
 
 _NAMESPACE_BYTES = NAMESPACE.bytes
 
@@ -811,8 +821,18 @@ def _on_tick(run: _Run, _event: Event) -> None:
                 _expire(run, change_id, task)
             elif task.status is TaskStatus.RETRY_WAIT and (task.retry_due or 0) <= run.now:
                 _offer(run, change_id, task, OfferReason.RETRY, task.attempt + 1)
+            elif task.status is TaskStatus.OFFERED and _offer_lapsed(run, change, task):
+                _offer(run, change_id, task, OfferReason.READY, task.attempt)
             elif task.status is TaskStatus.AWAITING_APPROVAL:
                 _approval_timeout(run, change_id, task)
+
+
+def _offer_lapsed(run: _Run, change: ChangeState, task: TaskState) -> bool:
+    """An offer untaken past the offer timeout; a gated task waiting for its change's
+    resources is offered again when they are granted, not before."""
+    if task.contract.gate and change.claims and not change.holds:
+        return False
+    return task.offered_at + run.config.offer_timeout_ms <= run.now
 
 
 def _approval_timeout(run: _Run, change_id: str, task: TaskState) -> None:

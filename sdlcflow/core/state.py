@@ -92,6 +92,8 @@ class TaskState:
     requested_at: int = 0
     escalated_to: str = ""
     escalated_at: int = 0
+    # when the task was last offered: an offer nobody took is made again after a while
+    offered_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,13 @@ def _apply_closed(outcome: Outcome) -> Applier:
 def _apply_offered(state: RepoState, event: Event) -> RepoState:
     p: ev.TaskOffered = event.payload  # type: ignore[assignment]
     return _task_update(
-        event, state, status=TaskStatus.OFFERED, attempt=p.attempt, lease=None, retry_due=None
+        event,
+        state,
+        status=TaskStatus.OFFERED,
+        attempt=p.attempt,
+        lease=None,
+        retry_due=None,
+        offered_at=event.envelope.occurred_at,
     )
 
 

@@ -172,3 +172,41 @@ class TestResultBinding:
 
 def world_producer() -> Actor:
     return Actor(ActorKind.PRODUCER, "webhook")
+
+
+class TestLostOffer:
+    """A task left OFFERED (offer lost in a rebalance or a crash) is offered again on Tick."""
+
+    def _offers_of_lint(self, events: tuple[ev.Event, ...]) -> list[ev.Event]:
+        return [e for e in of_type(events, "TaskOffered") if e.envelope.task_id == "c1/lint"]
+
+    def test_untaken_offer_is_repeated_after_the_offer_timeout_with_the_same_attempt(
+        self,
+    ) -> None:
+        world = _world_with_lint_offered()
+        timeout = world.config.offer_timeout_ms
+        assert self._offers_of_lint(world.advance(timeout - 1)) == []
+        again = self._offers_of_lint(world.advance(1))
+        assert len(again) == 1
+        first = self._offers_of_lint(tuple(world.log))[0].payload
+        assert again[0].payload.attempt == first.attempt == 1
+        assert again[0].payload.epoch == first.epoch
+        assert world.task("c1", "lint").offered_at == world.now
+
+    def test_repeated_offer_is_not_repeated_again_before_another_timeout(self) -> None:
+        world = _world_with_lint_offered()
+        world.advance(world.config.offer_timeout_ms)
+        assert self._offers_of_lint(world.advance(world.config.offer_timeout_ms // 2)) == []
+
+    def test_repeated_offer_can_be_leased_and_replay_rebuilds_the_same_state(self) -> None:
+        world = _world_with_lint_offered()
+        world.advance(world.config.offer_timeout_ms)
+        granted = of_type(world.lease("c1", "lint"), "LeaseGranted")[0].payload
+        assert granted.epoch == 1
+        assert world.replayed() == world.state
+
+    def test_leased_task_is_not_offered_while_its_lease_lives(self) -> None:
+        world = _world_with_lint_offered()
+        world.advance(world.config.offer_timeout_ms - 1)
+        world.lease("c1", "lint")
+        assert self._offers_of_lint(world.advance(1)) == []
