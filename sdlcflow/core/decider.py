@@ -87,7 +87,11 @@ def derive_id(cause_id: str, index: int | str) -> str:
     Exactly `str(uuid.uuid5(NAMESPACE, f"{cause_id}/{index}"))`, computed from the hex digest
     without building UUID objects, because this runs for every decision.
     """
-    h = hashlib.sha1(_NAMESPACE_BYTES + f"{cause_id}/{index}".encode()).hexdigest()
+    return _uuid5_text(hashlib.sha1(_NAMESPACE_BYTES + f"{cause_id}/{index}".encode()).hexdigest())
+
+
+def _uuid5_text(h: str) -> str:
+    """The canonical text of a version-5 UUID from the SHA-1 hex digest it is cut from."""
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
@@ -111,7 +115,17 @@ def backoff_delay(backoff: ev.Backoff, attempt: int, event_id: str) -> int:
 class _Run:
     """Collects the decisions for one input and keeps the state they lead to up to date."""
 
-    __slots__ = ("base", "cause", "cause_id", "config", "now", "out", "state")
+    __slots__ = (
+        "cause",
+        "cause_id",
+        "config",
+        "id_prefix",
+        "now",
+        "out",
+        "repo",
+        "state",
+        "trace_id",
+    )
 
     def __init__(self, state: RepoState, cause: Event, config: CoreConfig) -> None:
         self.state = state
@@ -120,31 +134,34 @@ class _Run:
         envelope = cause.envelope
         self.now = envelope.occurred_at
         self.cause_id = envelope.event_id
+        self.repo = envelope.repo
+        self.trace_id = envelope.trace_id
         self.out: list[Event] = []
-        # the envelope fields every decision of this input shares
-        self.base: dict[str, object] = {
-            "occurred_at": envelope.occurred_at,
-            "repo": envelope.repo,
-            "trace_id": envelope.trace_id,
-            "causation_id": envelope.event_id,
-            "actor": COORDINATOR,
-            "schema_version": 1,
-            "signature": None,
-            "credential": None,
-        }
+        # what `derive_id(cause_id, index)` hashes, up to the index
+        self.id_prefix = _NAMESPACE_BYTES + f"{envelope.event_id}/".encode()
 
     def emit(self, payload: Payload, change_id: str | None, task_id: str | None = None) -> None:
-        envelope = _frozen(
-            Envelope,
-            event_id=derive_id(self.cause_id, len(self.out)),
-            type=type(payload).__name__,
-            change_id=change_id,
-            task_id=task_id,
-            **self.base,
+        """Decide `payload`: its envelope names this input as the cause and the coordinator as
+        the actor, its id is `derive_id(cause, index)`; fold it into the working state."""
+        out = self.out
+        digest = hashlib.sha1(self.id_prefix + str(len(out)).encode()).hexdigest()
+        envelope = Envelope(
+            _uuid5_text(digest),
+            type(payload).__name__,
+            self.now,
+            self.repo,
+            change_id,
+            task_id,
+            self.trace_id,
+            self.cause_id,
+            COORDINATOR,
+            1,
+            None,
+            None,
         )
-        event = _frozen(Event, envelope=envelope, payload=payload, scope=None)
+        event = Event(envelope, payload, None)
         self.state = evolve(self.state, event)
-        self.out.append(event)
+        out.append(event)
 
     def reject(self, reason: InputRejection, detail: str) -> None:
         envelope = self.cause.envelope
@@ -168,14 +185,6 @@ Handler = Callable[[_Run, Event], None]
 
 # per input type, the actor kinds it is accepted from, as tuples (identity membership)
 _ALLOWED_KINDS = {name: tuple(kinds) for name, kinds in INPUT_ACTOR_KINDS.items()}
-
-
-def _frozen(cls: type[_T], **fields: Any) -> _T:
-    """Build a frozen dataclass without its per-field `object.__setattr__` calls (hot path).
-    Callers pass every field; `test_fast_construction_matches_the_constructor` keeps it honest."""
-    instance = object.__new__(cls)
-    instance.__dict__.update(fields)
-    return instance
 
 
 def handle(

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from sdlcflow.core.records import fast_init
+
 # --------------------------------------------------------------------------------------------
 # Envelope and actors
 
@@ -33,12 +35,14 @@ class ActorKind(StrEnum):
     OPS = "ops"
 
 
+@fast_init
 @dataclass(frozen=True)
 class Actor:
     kind: ActorKind
     id: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class Envelope:
     """Fields every event carries, whatever its type.
@@ -63,6 +67,7 @@ class Envelope:
     credential: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class ActorScope:
     """The verified claims of an actor's credential, filled in by the shell (never on the wire).
@@ -108,6 +113,7 @@ class PolicyDecision(StrEnum):
     REVIEW = "REVIEW"
 
 
+@fast_init
 @dataclass(frozen=True)
 class ArtifactRef:
     """One named input or output artifact and its content digest (a git SHA or sha256)."""
@@ -116,6 +122,7 @@ class ArtifactRef:
     sha: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class Backoff:
     """Exponential backoff: delay = min(max_ms, base_ms * 2**(attempt-1)) +/- jitter * delay."""
@@ -125,6 +132,7 @@ class Backoff:
     jitter: float
 
 
+@fast_init
 @dataclass(frozen=True)
 class Outputs:
     """What a task may touch (declared) or did touch (reported): paths, manifest keys, envs."""
@@ -134,6 +142,7 @@ class Outputs:
     environments: tuple[str, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True)
 class VerifiedState:
     """The state tuple a check, policy decision or approval verified (invariant 3).
@@ -149,6 +158,7 @@ class VerifiedState:
     policy_revision: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskContract:
     """One node of a change's DAG: what must be done, by whom, touching what, within what limits."""
@@ -174,6 +184,7 @@ class TaskContract:
     escalate_to: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangeFacts:
     """What the planner's `when:` conditions may ask about a change."""
@@ -185,6 +196,7 @@ class ChangeFacts:
     environments: tuple[str, ...]
 
 
+@fast_init
 @dataclass(frozen=True)
 class PolicyOutcome:
     """A policy step's verdict as reported by the policy agent."""
@@ -287,6 +299,7 @@ class Severity(StrEnum):
 # Input payloads (from producers, agents, reviewers, ops, the timer)
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangeRequested:
     """A producer asks for a change to be carried through a pipeline template.
@@ -306,6 +319,7 @@ class ChangeRequested:
     environments: tuple[str, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangeUpdated:
     """The change's head (and with it possibly base and lockfile) moved: re-verify."""
@@ -317,11 +331,13 @@ class ChangeUpdated:
     resources: tuple[str, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangeCancelled:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class LeaseRequested:
     """An agent asks for the lease on an offered task (task id in the envelope)."""
@@ -329,12 +345,14 @@ class LeaseRequested:
     capability: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class LeaseHeartbeat:
     lease_id: str
     epoch: int
 
 
+@fast_init
 @dataclass(frozen=True)
 class LeaseReleased:
     """The holder gives the lease back without a result; the task is offered again."""
@@ -344,6 +362,7 @@ class LeaseReleased:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskSucceeded:
     """A holder's result: the inputs it worked on, what it touched and what it verified."""
@@ -357,6 +376,7 @@ class TaskSucceeded:
     policy: PolicyOutcome | None = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskFailed:
     lease_id: str
@@ -365,6 +385,7 @@ class TaskFailed:
     retryable: bool = True
 
 
+@fast_init
 @dataclass(frozen=True)
 class ApprovalSigned:
     """A reviewer signs the evidence for exactly one verified state (approval task in envelope)."""
@@ -374,6 +395,7 @@ class ApprovalSigned:
     comment: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class ApprovalRejected:
     """A reviewer says no: the change is blocked."""
@@ -383,6 +405,7 @@ class ApprovalRejected:
     comment: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class CredentialRevoked:
     """Ops revoked an actor's credential: its live leases are revoked too."""
@@ -391,6 +414,7 @@ class CredentialRevoked:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class PolicyModeChanged:
     """Ops switched a policy between audit and enforce; accepted as a PolicyModeSet decision."""
@@ -400,6 +424,7 @@ class PolicyModeChanged:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class Tick:
     """Time passes: the shell's timer emits one per active partition; `now` in the envelope."""
@@ -411,6 +436,7 @@ class Tick:
 # Decision payloads (what the coordinator emits)
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangePlanned:
     """A change request expanded into its DAG; carries everything the state needs about it."""
@@ -424,6 +450,7 @@ class ChangePlanned:
     requested_event_id: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangeRevised:
     """The change's inputs moved (new head, or base moved under it): re-run what depends on them."""
@@ -439,6 +466,7 @@ class ChangeRevised:
     tasks: tuple[TaskContract, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangeWithdrawn:
     """A cancellation was accepted; the change is closed as cancelled."""
@@ -447,30 +475,35 @@ class ChangeWithdrawn:
     cancelled_by: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangePromoted:
     state: VerifiedState
     environments: tuple[str, ...]
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangeBlocked:
     reason: str
     blocked_by: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangeFailed:
     reason: str
     failed_task: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskReady:
     step: str
     capability: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskOffered:
     """The task may be leased; the next grant gets `epoch`. Published on the capability's topic."""
@@ -489,6 +522,7 @@ class TaskOffered:
 ALL_POLICIES = "*"
 
 
+@fast_init
 @dataclass(frozen=True)
 class PolicyModeSet:
     """An ops mode switch accepted for the repository: offers from now on carry the mode."""
@@ -499,16 +533,19 @@ class PolicyModeSet:
     set_by: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskSkipped:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskCancelled:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class LeaseGranted:
     lease_id: str
@@ -519,6 +556,7 @@ class LeaseGranted:
     inputs: tuple[ArtifactRef, ...]
 
 
+@fast_init
 @dataclass(frozen=True)
 class LeaseDenied:
     holder: str
@@ -526,6 +564,7 @@ class LeaseDenied:
     detail: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class LeaseExtended:
     """A heartbeat was accepted; the lease now expires later."""
@@ -535,6 +574,7 @@ class LeaseExtended:
     expires_at: int
 
 
+@fast_init
 @dataclass(frozen=True)
 class LeaseHeartbeatRejected:
     lease_id: str
@@ -543,6 +583,7 @@ class LeaseHeartbeatRejected:
     reason: RejectReason
 
 
+@fast_init
 @dataclass(frozen=True)
 class LeaseReturned:
     """A release was accepted; the lease is over and the task will be offered again."""
@@ -552,6 +593,7 @@ class LeaseReturned:
     holder: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class LeaseExpired:
     lease_id: str
@@ -559,6 +601,7 @@ class LeaseExpired:
     holder: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class LeaseRevoked:
     lease_id: str
@@ -567,6 +610,7 @@ class LeaseRevoked:
     reason: RevokeReason
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskCompleted:
     """A result was accepted: outputs bound to the inputs the lease was granted with."""
@@ -581,6 +625,7 @@ class TaskCompleted:
     verified: VerifiedState | None
 
 
+@fast_init
 @dataclass(frozen=True)
 class ResultRejected:
     lease_id: str
@@ -590,6 +635,7 @@ class ResultRejected:
     detail: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class RetryScheduled:
     """A failed attempt will be offered again at `due_at` (backoff with deterministic jitter)."""
@@ -603,6 +649,7 @@ class RetryScheduled:
     error: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskDeadLettered:
     lease_id: str
@@ -611,6 +658,7 @@ class TaskDeadLettered:
     error: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class EscalationRaised:
     """A human must look: nothing fails silently (invariant 4)."""
@@ -622,6 +670,7 @@ class EscalationRaised:
     group: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class PolicyEvaluated:
     decision: PolicyDecision
@@ -633,6 +682,7 @@ class PolicyEvaluated:
     required_approvals: int = 0
 
 
+@fast_init
 @dataclass(frozen=True)
 class ApprovalRequested:
     """Humans must sign the evidence for this state; `required` signatures from reviewers."""
@@ -642,6 +692,7 @@ class ApprovalRequested:
     evidence_digest: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class ApprovalAccepted:
     """A reviewer's signature counted toward the N-of-M approval."""
@@ -653,6 +704,7 @@ class ApprovalAccepted:
     evidence_digest: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class ApprovalInvalidated:
     reason: str
@@ -660,6 +712,7 @@ class ApprovalInvalidated:
     approvers: tuple[str, ...]
 
 
+@fast_init
 @dataclass(frozen=True)
 class ConflictDetected:
     """Two live changes declare overlapping outputs: this one waits for `other_change_id`."""
@@ -668,6 +721,7 @@ class ConflictDetected:
     overlaps: tuple[str, ...]
 
 
+@fast_init
 @dataclass(frozen=True)
 class ResourceLeaseGranted:
     """The change now holds resources (paths, manifest keys, environments) exclusively."""
@@ -675,12 +729,14 @@ class ResourceLeaseGranted:
     resources: tuple[str, ...]
 
 
+@fast_init
 @dataclass(frozen=True)
 class ResourceLeaseReleased:
     resources: tuple[str, ...]
     landed: bool
 
 
+@fast_init
 @dataclass(frozen=True)
 class CompensationRequested:
     """A stale or revoked holder may have touched things: ask it (or ops) to undo them."""
@@ -692,6 +748,7 @@ class CompensationRequested:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class EventRejected:
     """An input was refused (forged, out of scope, stale, unknown); recorded, never thrown."""
@@ -833,6 +890,7 @@ INPUT_ACTOR_KINDS: dict[str, frozenset[ActorKind]] = {
 }
 
 
+@fast_init
 @dataclass(frozen=True)
 class Event:
     """An envelope plus its typed payload; `scope` holds the shell's verified claims (not wired)."""

@@ -25,6 +25,7 @@ from sdlcflow.core.events import (
     TaskContract,
     VerifiedState,
 )
+from sdlcflow.core.records import fast_init
 
 # How many closed change ids a repository remembers so a late duplicate of their request is
 # refused instead of re-planned.
@@ -58,6 +59,7 @@ class Outcome(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+@fast_init
 @dataclass(frozen=True)
 class Lease:
     """A live lease: the holder may work on the task until `expires_at` (heartbeats extend it
@@ -73,6 +75,7 @@ class Lease:
     granted_at: int = 0
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskState:
     contract: TaskContract
@@ -96,6 +99,7 @@ class TaskState:
     offered_at: int = 0
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChangeState:
     """One live change: its facts, the state tuple it is verifying, its tasks and claims."""
@@ -118,6 +122,7 @@ class ChangeState:
     processed: frozenset[str] = frozenset()
 
 
+@fast_init
 @dataclass(frozen=True)
 class RepoState:
     """Everything the coordinator knows about one repository; the shell keeps one per repo key.
@@ -186,7 +191,7 @@ def evolve(state: RepoState, event: Event) -> RepoState:
     cause = event.envelope.causation_id
     if cause is None or payload_type in _SELF_IDEMPOTENT:
         return new
-    return _remember(new, event.envelope, cause)
+    return _remember(state, new, event.envelope, cause)
 
 
 # Heartbeat answers need no duplicate record: a repeated heartbeat can never extend a lease
@@ -194,31 +199,71 @@ def evolve(state: RepoState, event: Event) -> RepoState:
 # come back), so the commonest input costs no bookkeeping.
 _SELF_IDEMPOTENT = frozenset({ev.LeaseExtended, ev.LeaseHeartbeatRejected})
 
+_new = object.__new__
+_set = object.__setattr__
 
-def _remember(state: RepoState, envelope: ev.Envelope, cause: str) -> RepoState:
+
+def _remember(before: RepoState, state: RepoState, envelope: ev.Envelope, cause: str) -> RepoState:
     """Record the input a decision answered, so a duplicate of it is recognised (invariant 6):
     with its live change, or repo-wide when it named no change we know. Inputs for closed
     changes need no record: they are refused the same way every time. The watermark moves
-    with each recorded input."""
+    with each recorded input.
+
+    `before` is the state the applier started from: a state and a change the applier built
+    afresh are not shared with anyone yet, so the record is written into them instead of
+    copying them again."""
     change_id = envelope.change_id
-    change = state.changes.get(change_id) if change_id else None
+    changes = state.changes
+    change = changes.get(change_id) if change_id else None
     at = envelope.occurred_at
-    if change is not None and cause in change.processed and at <= state.watermark:
-        return state  # later decisions of the same input: already recorded
-    clock = {"watermark": at} if at > state.watermark else {}
-    if not state.repo:
-        clock["repo"] = envelope.repo  # type: ignore[assignment]
+    if change is not None and cause in change.processed:
+        if at <= state.watermark:
+            return state  # later decisions of the same input: already recorded
+        return _with_clock(before, state, at, envelope.repo)
+    fresh = state is not before and changes is not before.changes
     if change is not None:
-        if cause in change.processed:
-            return replace(state, **clock) if clock else state
-        change = replace(change, processed=change.processed | {cause})
-        return replace(state, changes={**state.changes, change.change_id: change}, **clock)
+        assert change_id is not None
+        processed = change.processed | {cause}
+        if fresh and change is not before.changes.get(change_id):
+            change.__dict__["processed"] = processed
+        else:
+            change = _updated(change, {"processed": processed})
+            if fresh:
+                changes[change_id] = change  # type: ignore[index]
+            else:
+                state = _updated(state, {"changes": {**changes, change_id: change}})
+        return _with_clock(before, state, at, envelope.repo)
     if (change_id is not None and change_id in state.closed) or cause in state.recent:
-        return replace(state, **clock) if clock else state
+        return _with_clock(before, state, at, envelope.repo)
     recent = {**state.recent, cause: at}
     if len(recent) > RECENT_MEMORY:
         recent = dict(list(recent.items())[-RECENT_MEMORY:])
-    return replace(state, recent=recent, **clock)
+    if state is before:
+        state = _updated(state, {"recent": recent})
+    else:
+        state.__dict__["recent"] = recent
+    return _with_clock(before, state, at, envelope.repo)
+
+
+def _with_clock(before: RepoState, state: RepoState, at: int, repo: str) -> RepoState:
+    """Move the watermark to `at` (never back) and name the repository if it was not yet."""
+    clock: dict[str, Any] = {"watermark": at} if at > state.watermark else {}
+    if not state.repo:
+        clock["repo"] = repo
+    if not clock:
+        return state
+    if state is before:
+        return _updated(state, clock)
+    state.__dict__.update(clock)
+    return state
+
+
+def _updated(obj: T, changes: Mapping[str, Any]) -> T:
+    """A copy of a frozen dataclass with some fields changed (positional dict: no kwargs)."""
+    new = _new(type(obj))
+    fields = {**obj.__dict__, **changes}
+    _set(new, "__dict__", fields)
+    return new
 
 
 def _noop(state: RepoState, _event: Event) -> RepoState:
@@ -232,15 +277,22 @@ def _change(state: RepoState, event: Event) -> ChangeState:
 
 
 def _put_change(state: RepoState, change: ChangeState) -> RepoState:
-    return replace(state, changes={**state.changes, change.change_id: change})
+    return _updated(state, {"changes": {**state.changes, change.change_id: change}})
 
 
-def _task_update(event: Event, state: RepoState, **updates: Any) -> RepoState:
-    change = _change(state, event)
-    task_id = event.envelope.task_id
-    assert task_id is not None, "decisions about a task carry its task_id"
-    task = replace(change.tasks[task_id], **updates)
-    return _put_change(state, replace(change, tasks={**change.tasks, task_id: task}))
+def _task_update(event: Event, state: RepoState, updates: Mapping[str, Any]) -> RepoState:
+    """The state with one task's fields changed: new task, tasks map, change, changes map and
+    state, everything else shared."""
+    envelope = event.envelope
+    change_id = envelope.change_id
+    task_id = envelope.task_id
+    assert change_id is not None and task_id is not None, "task decisions carry both ids"
+    changes = state.changes
+    change = changes[change_id]
+    tasks = change.tasks
+    task = _updated(tasks[task_id], updates)
+    change = _updated(change, {"tasks": {**tasks, task_id: task}})
+    return _updated(state, {"changes": {**changes, change_id: change}})
 
 
 def _task(state: RepoState, event: Event) -> TaskState:
@@ -315,11 +367,13 @@ def _apply_offered(state: RepoState, event: Event) -> RepoState:
     return _task_update(
         event,
         state,
-        status=TaskStatus.OFFERED,
-        attempt=p.attempt,
-        lease=None,
-        retry_due=None,
-        offered_at=event.envelope.occurred_at,
+        {
+            "status": TaskStatus.OFFERED,
+            "attempt": p.attempt,
+            "lease": None,
+            "retry_due": None,
+            "offered_at": event.envelope.occurred_at,
+        },
     )
 
 
@@ -336,29 +390,31 @@ def _apply_granted(state: RepoState, event: Event) -> RepoState:
         inputs=p.inputs,
         granted_at=event.envelope.occurred_at,
     )
-    return _task_update(event, state, status=TaskStatus.LEASED, epoch=p.epoch, lease=lease)
+    return _task_update(
+        event, state, {"status": TaskStatus.LEASED, "epoch": p.epoch, "lease": lease}
+    )
 
 
 def _apply_extended(state: RepoState, event: Event) -> RepoState:
     p: ev.LeaseExtended = event.payload  # type: ignore[assignment]
     lease = _task(state, event).lease
     assert lease is not None, "LeaseExtended follows a live lease"
-    return _task_update(event, state, lease=replace(lease, expires_at=p.expires_at))
+    return _task_update(event, state, {"lease": _updated(lease, {"expires_at": p.expires_at})})
 
 
 def _apply_lease_ended(state: RepoState, event: Event) -> RepoState:
     return _task_update(
         event,
         state,
-        status=TaskStatus.RETRY_WAIT,
-        lease=None,
-        retry_due=event.envelope.occurred_at,
+        {"status": TaskStatus.RETRY_WAIT, "lease": None, "retry_due": event.envelope.occurred_at},
     )
 
 
 def _apply_retry(state: RepoState, event: Event) -> RepoState:
     p: ev.RetryScheduled = event.payload  # type: ignore[assignment]
-    return _task_update(event, state, status=TaskStatus.RETRY_WAIT, lease=None, retry_due=p.due_at)
+    return _task_update(
+        event, state, {"status": TaskStatus.RETRY_WAIT, "lease": None, "retry_due": p.due_at}
+    )
 
 
 def _apply_completed(state: RepoState, event: Event) -> RepoState:
@@ -367,11 +423,13 @@ def _apply_completed(state: RepoState, event: Event) -> RepoState:
     state = _task_update(
         event,
         state,
-        status=TaskStatus.SUCCEEDED,
-        lease=None,
-        retry_due=None,
-        verified=p.verified,
-        completions=task.completions + 1,
+        {
+            "status": TaskStatus.SUCCEEDED,
+            "lease": None,
+            "retry_due": None,
+            "verified": p.verified,
+            "completions": task.completions + 1,
+        },
     )
     change = _change(state, event)
     if p.verified is not None:
@@ -388,14 +446,14 @@ def _apply_completed(state: RepoState, event: Event) -> RepoState:
 
 def _apply_status(status: TaskStatus) -> Applier:
     def apply(state: RepoState, event: Event) -> RepoState:
-        return _task_update(event, state, status=status, lease=None, retry_due=None)
+        return _task_update(event, state, {"status": status, "lease": None, "retry_due": None})
 
     return apply
 
 
 def _apply_policy(state: RepoState, event: Event) -> RepoState:
     p: ev.PolicyEvaluated = event.payload  # type: ignore[assignment]
-    state = _task_update(event, state, decision=p.decision.value)
+    state = _task_update(event, state, {"decision": p.decision.value})
     change = replace(
         _change(state, event),
         policy_decision=p.decision.value,
@@ -418,13 +476,15 @@ def _apply_approval_requested(state: RepoState, event: Event) -> RepoState:
     return _task_update(
         event,
         state,
-        status=TaskStatus.AWAITING_APPROVAL,
-        evidence_digest=p.evidence_digest,
-        approvers=(),
-        approvals_needed=p.required,
-        requested_at=event.envelope.occurred_at,
-        escalated_to="",
-        escalated_at=0,
+        {
+            "status": TaskStatus.AWAITING_APPROVAL,
+            "evidence_digest": p.evidence_digest,
+            "approvers": (),
+            "approvals_needed": p.required,
+            "requested_at": event.envelope.occurred_at,
+            "escalated_to": "",
+            "escalated_at": 0,
+        },
     )
 
 
@@ -433,17 +493,19 @@ def _apply_escalation(state: RepoState, event: Event) -> RepoState:
     p: ev.EscalationRaised = event.payload  # type: ignore[assignment]
     if not p.group:
         return state
-    return _task_update(event, state, escalated_to=p.group, escalated_at=event.envelope.occurred_at)
+    return _task_update(
+        event, state, {"escalated_to": p.group, "escalated_at": event.envelope.occurred_at}
+    )
 
 
 def _apply_approval_accepted(state: RepoState, event: Event) -> RepoState:
     p: ev.ApprovalAccepted = event.payload  # type: ignore[assignment]
     task = _task(state, event)
-    return _task_update(event, state, approvers=(*task.approvers, p.approver))
+    return _task_update(event, state, {"approvers": (*task.approvers, p.approver)})
 
 
 def _apply_approval_invalidated(state: RepoState, event: Event) -> RepoState:
-    return _task_update(event, state, approvers=())
+    return _task_update(event, state, {"approvers": ()})
 
 
 def _apply_conflict(state: RepoState, event: Event) -> RepoState:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
+import pytest
 from core_world import CLOCK, World
 
 from sdlcflow.core import events as ev
-from sdlcflow.core.decider import NAMESPACE, _frozen, derive_id, handle
+from sdlcflow.core import state as core_state
+from sdlcflow.core.decider import NAMESPACE, derive_id, handle
+from sdlcflow.core.records import fast_init
 from sdlcflow.core.state import RepoState, replace
 
 
@@ -29,28 +32,79 @@ class TestDerivedIds:
         assert all(e.envelope.causation_id == first.inputs[0].event_id for e in first.log)
 
 
+def _core_records() -> list[type]:
+    """Every dataclass the core defines for events and state."""
+    found = []
+    for module in (ev, core_state):
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and dataclasses.is_dataclass(value)
+                and value.__module__ == module.__name__
+            ):
+                found.append(value)
+    return found
+
+
 class TestFastConstruction:
     """The hot-path constructors build exactly what the dataclass constructors build."""
 
-    def test_fast_construction_matches_the_constructor(self) -> None:
-        fields = {
-            "event_id": "e",
-            "type": "Tick",
-            "occurred_at": 1,
-            "repo": "r",
-            "change_id": None,
-            "task_id": None,
-            "trace_id": "t",
-            "causation_id": None,
-            "actor": ev.Actor(ev.ActorKind.OPS, "o"),
-            "schema_version": 1,
-            "signature": None,
-            "credential": None,
-        }
-        assert {f.name for f in dataclasses.fields(ev.Envelope)} == set(fields)
-        assert _frozen(ev.Envelope, **fields) == ev.Envelope(**fields)
-        event_fields = {f.name for f in dataclasses.fields(ev.Event)}
-        assert event_fields == {"envelope", "payload", "scope"}
+    def test_every_core_record_has_the_fast_constructor(self) -> None:
+        records = _core_records()
+        assert ev.Envelope in records and core_state.TaskState in records
+        slow = [cls.__name__ for cls in records if "sdlcflow.core.records" not in _doc(cls)]
+        assert slow == []
+
+    def test_fast_constructor_fills_fields_in_order_with_their_defaults(self) -> None:
+        for cls in _core_records():
+            fields = dataclasses.fields(cls)
+            required = [f for f in fields if f.default is dataclasses.MISSING and not _factory(f)]
+            given = {f.name: object() for f in required}
+            positional = cls(*given.values())
+            assert list(positional.__dict__) == [f.name for f in fields], cls.__name__
+            for item in fields:
+                value = positional.__dict__[item.name]
+                if item.name in given:
+                    assert value is given[item.name]
+                elif _factory(item):
+                    assert value == item.default_factory()  # type: ignore[operator]
+                else:
+                    assert value == item.default
+            assert cls(**given) == positional
+
+    def test_factory_defaults_are_not_shared(self) -> None:
+        first, second = RepoState(), RepoState()
+        assert first.changes == second.changes and first.changes is not second.changes
+
+    def test_fast_constructor_refuses_what_it_cannot_build(self) -> None:
+        @dataclasses.dataclass(frozen=True)
+        class Checked:
+            value: int
+
+            def __post_init__(self) -> None:
+                assert self.value >= 0
+
+        with pytest.raises(TypeError, match="__post_init__"):
+            fast_init(Checked)
+
+    def test_emitted_envelopes_equal_the_constructor_and_derived_ids(self) -> None:
+        world = World()
+        out = world.request("c1")
+        cause = world.inputs[0].envelope
+        for index, event in enumerate(out):
+            expected = ev.Envelope(
+                event_id=derive_id(cause.event_id, index),
+                type=type(event.payload).__name__,
+                occurred_at=cause.occurred_at,
+                repo=cause.repo,
+                change_id=event.envelope.change_id,
+                task_id=event.envelope.task_id,
+                trace_id=cause.trace_id,
+                causation_id=cause.event_id,
+                actor=ev.Actor(ev.ActorKind.COORDINATOR, "coordinator"),
+            )
+            assert event.envelope == expected
+            assert event.scope is None
 
     def test_replace_matches_dataclasses_replace(self) -> None:
         state = RepoState(repo="r", watermark=5)
@@ -74,3 +128,11 @@ class TestTimeComesFromEvents:
         event = world.event(ev.Tick(), CLOCK)
         assert "LeaseExpired" in [e.type for e in handle(world.state, event, world.config)[1]]
         assert handle(world.state, event, world.config) == handle(world.state, event, world.config)
+
+
+def _doc(cls: type) -> str:
+    return cls.__init__.__doc__ or ""  # type: ignore[misc]
+
+
+def _factory(item: dataclasses.Field[object]) -> bool:
+    return item.default_factory is not dataclasses.MISSING

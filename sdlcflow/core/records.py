@@ -1,0 +1,55 @@
+"""A faster constructor for the core's frozen dataclasses.
+
+A frozen dataclass's generated `__init__` sets every field through `object.__setattr__`, which
+costs about three times as much as filling the instance dict. The core builds several such
+values for every decision (payloads, envelopes, task states), so `fast_init` swaps in an
+`__init__` with the same signature and defaults that fills `__dict__` in field order. Equality,
+hashing, `repr`, `dataclasses.replace` and freezing are unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_FACTORY = object()  # stands in for a field whose default comes from a factory
+
+
+def fast_init(cls: type[T]) -> type[T]:
+    """Replace the `__init__` of a plain frozen dataclass (no `__post_init__`, no slots, no
+    keyword-only or init=False fields) by one that writes the instance dict directly."""
+    if not dataclasses.is_dataclass(cls) or hasattr(cls, "__post_init__"):
+        raise TypeError(f"fast_init needs a dataclass without __post_init__, got {cls!r}")
+    if "__slots__" in cls.__dict__:
+        raise TypeError(f"fast_init needs instance dicts; {cls.__name__} uses __slots__")
+    params: list[str] = []
+    body: list[str] = []
+    namespace: dict[str, Any] = {"_FACTORY": _FACTORY}
+    for item in dataclasses.fields(cls):
+        name = item.name
+        if not item.init or item.kw_only:
+            raise TypeError(f"fast_init cannot build {cls.__name__}.{name} (kw_only or init=False)")
+        if item.default is not dataclasses.MISSING:
+            namespace[f"_default_{name}"] = item.default
+            params.append(f"{name}=_default_{name}")
+        elif item.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory_{name}"] = item.default_factory
+            params.append(f"{name}=_FACTORY")
+            body.append(f"    if {name} is _FACTORY:\n        {name} = _factory_{name}()")
+        else:
+            params.append(name)
+        body.append(f"    fields[{name!r}] = {name}")
+    source = (
+        f"def __init__(self, {', '.join(params)}):\n    fields = self.__dict__\n"
+        + "\n".join(body)
+        + "\n"
+    )
+    exec(source, namespace)  # generated from the field names above, as dataclasses does
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__doc__ = "Fill the instance dict in field order (see sdlcflow.core.records)."
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
