@@ -249,6 +249,10 @@ def prepare_topics(config: ProcessorConfig) -> None:
     ensure_topics(AdminClient({"bootstrap.servers": config.bootstrap}), specs)
 
 
+#: How long the group waits for a silent worker before its partitions move (faust: 60 s).
+SESSION_TIMEOUT_S = 10.0
+
+
 def create_app(config: ProcessorConfig) -> faust.App:
     """The faust app for one configuration (`sdlcflow.processors.app` uses the environment)."""
     store = "rocksdb://" if config.store is StoreKind.ROCKSDB else "memory://"
@@ -270,6 +274,10 @@ def create_app(config: ProcessorConfig) -> faust.App:
         producer_max_request_size=MAX_TABLE_VALUE_BYTES + 65_536,
         # no HTTP endpoint: several workers share one host and we expose no faust views
         web_enabled=False,
+        # a worker killed -9 and restarted joins as a new member: the group cannot rebalance
+        # before the dead member's session expires, and faust's 60 s default stalled the
+        # decisions a minute after every crash (chaos kill-coordinator); heartbeats stay 3 s
+        broker_session_timeout=SESSION_TIMEOUT_S,
     )
     inputs = app.topic(
         *INPUT_TOPICS,
