@@ -23,9 +23,11 @@ install: $(STAMP)
 # Debian packages: Java 17 and Maven run the local Kafka and Cassandra (Cassandra 5.0 needs
 # exactly Java 17); Chromium and its driver drive the reviewer console in the browser tests;
 # PostgreSQL is the lease-table baseline of `sdlcflow bench` (and its integration tests);
-# promtool (Debian's prometheus) checks and unit-tests the alert rules in infra/prometheus.
+# promtool (Debian's prometheus) checks and unit-tests the alert rules in infra/prometheus;
+# bubblewrap isolates the file system of agents' sandboxed commands (sdlcflow/sandbox.py).
 sysdeps:
 	@missing=""; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \

@@ -63,10 +63,17 @@ class Workspace:
         cwd: Path,
         timeout_s: float | None = None,
         extra_env: Mapping[str, str] | None = None,
+        writable: Sequence[Path] = (),
     ) -> CommandResult:
-        """Run a command in the sandbox; a cancelled run raises WorkCancelled."""
+        """Run a command in the sandbox (it may write `cwd` and `writable` only); a cancelled
+        run raises WorkCancelled."""
         result = self.sandbox.run(
-            argv, cwd=cwd, timeout_s=timeout_s, extra_env=extra_env, cancel=self.cancel
+            argv,
+            cwd=cwd,
+            timeout_s=timeout_s,
+            extra_env=extra_env,
+            cancel=self.cancel,
+            writable=writable,
         )
         if result.cancelled:
             raise WorkCancelled(f"{argv[0]} was stopped because the lease was lost")

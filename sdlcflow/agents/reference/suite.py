@@ -72,6 +72,7 @@ def run_suite(request: SuiteInput, workspace: Workspace) -> SuiteResult:
             ],
             cwd=tree.path,
             timeout_s=request.timeout_s,
+            writable=[Path(reports)],
         )
         if not junit_path.exists():
             raise AgentWorkError(

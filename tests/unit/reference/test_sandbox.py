@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sdlcflow.artifacts import ArtifactStore
+from sdlcflow.identity import generate_key_pair, save_private_key
 from sdlcflow.sandbox import Sandbox, SandboxError, scrubbed_environment
 
 PY = sys.executable
@@ -28,23 +29,29 @@ def _wait_for(path: Path, timeout_s: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def _alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie waiting for its reaper counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
+def _running_with(marker: str) -> list[int]:
+    """Host pids of live processes whose command line holds `marker` (zombies count as gone).
+
+    The sandbox gives commands their own PID namespace, so the pids they see are not ours."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
 
 
-# a parent that starts a grandchild, writes the grandchild's pid, and then both sleep
+# a parent that starts a grandchild (both carrying the marker file's path in their command
+# line), writes the marker once the grandchild runs, and then both sleep
 _TREE = (
     "import subprocess, sys, time, pathlib\n"
-    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', sys.argv[1]])\n"
     "pathlib.Path(sys.argv[1]).write_text(str(child.pid))\n"
     "time.sleep(60)\n"
 )
@@ -76,6 +83,7 @@ class TestSandboxEnvironment:
             "PYTHONDONTWRITEBYTECODE",
             "PYTHONHASHSEED",
             "LC_CTYPE",
+            "PWD",  # bubblewrap names the working directory
         }
         home = Path(seen["HOME"])
         assert home.parent == tmp_path / "scratch" and not home.exists()  # private, then removed
@@ -124,7 +132,7 @@ class TestSandboxRuns:
         result = sandbox.run([PY, "-c", _TREE, str(pid_file)], cwd=tmp_path, timeout_s=1.5)
         assert result.timed_out and not result.ok
         assert result.duration_s < 30
-        _assert_gone(int(pid_file.read_text()))
+        _assert_gone(pid_file)
 
     def test_cancellation_kills_the_process_group(self, sandbox: Sandbox, tmp_path: Path) -> None:
         pid_file = tmp_path / "grandchild.pid"
@@ -142,7 +150,7 @@ class TestSandboxRuns:
         assert not worker.is_alive()
         (result,) = outcome
         assert result.cancelled and not result.timed_out  # type: ignore[attr-defined]
-        _assert_gone(int(pid_file.read_text()))
+        _assert_gone(pid_file)
 
     def test_asyncio_cancellation_kills_the_command(self, sandbox: Sandbox, tmp_path: Path) -> None:
         pid_file = tmp_path / "grandchild.pid"
@@ -158,16 +166,102 @@ class TestSandboxRuns:
                 await task
 
         asyncio.run(asyncio.wait_for(scenario(), timeout=30))
-        _assert_gone(int(pid_file.read_text()))
+        _assert_gone(pid_file)
 
     def test_missing_working_directory_is_reported(self, sandbox: Sandbox, tmp_path: Path) -> None:
         with pytest.raises(SandboxError, match="does not exist"):
             sandbox.run([PY, "-c", "pass"], cwd=tmp_path / "absent")
 
 
-def _assert_gone(pid: int, timeout_s: float = 10.0) -> None:
+# tries to read each path given; prints what it could read, and every environment it can see
+_SNOOP = (
+    "import json, pathlib, sys\n"
+    "read = {}\n"
+    "for name in sys.argv[1:]:\n"
+    "    try:\n"
+    "        read[name] = pathlib.Path(name).read_text(errors='replace')\n"
+    "    except OSError as exc:\n"
+    "        read[name] = None\n"
+    "environs = []\n"
+    "for entry in pathlib.Path('/proc').iterdir():\n"
+    "    try:\n"
+    "        environs.append((entry / 'environ').read_bytes().decode(errors='replace'))\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "print(json.dumps({'read': read, 'environs': environs}))\n"
+)
+
+
+class TestFilesystemIsolation:
+    """A sandboxed command sees no file of the agent's besides its checkout: not its key, not
+    its data, not other processes' environments; the system and Python still work."""
+
+    def _snoop(self, sandbox: Sandbox, cwd: Path, *paths: str) -> dict[str, object]:
+        result = sandbox.run([PY, "-c", _SNOOP, *paths], cwd=cwd)
+        assert result.ok, result.stderr.decode()
+        seen: dict[str, object] = json.loads(result.stdout)
+        return seen
+
+    def test_agent_key_file_and_data_outside_the_checkout_cannot_be_read(
+        self, sandbox: Sandbox, tmp_path: Path
+    ) -> None:
+        key_file = tmp_path / "agent" / "agent.key"
+        key_file.parent.mkdir()
+        save_private_key(generate_key_pair("agent-1"), key_file)
+        checkout = tmp_path / "checkout"
+        checkout.mkdir()
+        (checkout / "setup.cfg").write_text("mine\n")
+        seen = self._snoop(sandbox, checkout, str(key_file), "setup.cfg", "/etc/shadow")
+        assert seen["read"] == {str(key_file): None, "setup.cfg": "mine\n", "/etc/shadow": None}
+        assert "PRIVATE KEY" not in json.dumps(seen)
+
+    def test_parent_environment_cannot_be_read_through_proc(
+        self, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SDLCFLOW_AGENT_CREDENTIAL", "sdlc1.canary-credential")
+        seen = self._snoop(sandbox, tmp_path, f"/proc/{os.getpid()}/environ")
+        assert seen["read"] == {f"/proc/{os.getpid()}/environ": None}
+        assert seen["environs"]  # the command's own processes are visible
+        assert "canary-credential" not in json.dumps(seen)
+
+    def test_command_writes_only_its_checkout_home_and_named_directories(
+        self, sandbox: Sandbox, tmp_path: Path
+    ) -> None:
+        checkout, reports, other = (tmp_path / n for n in ("checkout", "reports", "other"))
+        for folder in (checkout, reports, other):
+            folder.mkdir()
+        script = (
+            "import os, pathlib, sys\n"
+            "for target in sys.argv[1:]:\n"
+            "    try:\n"
+            "        pathlib.Path(target).write_text('x')\n"
+            "        print('wrote', target)\n"
+            "    except OSError:\n"
+            "        print('refused', target)\n"
+        )
+        targets = ["out.txt", f"{reports}/junit.xml", f"{other}/x", "/usr/x"]
+        result = sandbox.run([PY, "-c", script, *targets], cwd=checkout, writable=[reports])
+        assert result.stdout.decode().split("\n")[:4] == [
+            "wrote out.txt",
+            f"wrote {reports}/junit.xml",
+            f"refused {other}/x",
+            "refused /usr/x",
+        ]
+        assert (checkout / "out.txt").exists() and (reports / "junit.xml").exists()
+        assert not (other / "x").exists()
+
+    def test_missing_bubblewrap_is_a_clear_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        with pytest.raises(SandboxError, match="apt-get install bubblewrap"):
+            Sandbox(ArtifactStore(tmp_path / "store"), scratch=tmp_path / "scratch")
+
+
+def _assert_gone(marker: Path, timeout_s: float = 10.0) -> None:
+    assert marker.exists(), "the command tree never started"
     deadline = time.monotonic() + timeout_s
-    while _alive(pid):
-        # the grandchild was re-parented to init, which reaps it shortly after the kill
-        assert time.monotonic() < deadline, f"process {pid} survived the kill"
+    while survivors := _running_with(str(marker)):
+        # the namespace's processes are reaped by the kernel shortly after the kill
+        assert time.monotonic() < deadline, f"processes {survivors} survived the kill"
         time.sleep(0.01)
