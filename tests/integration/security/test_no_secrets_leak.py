@@ -1,24 +1,34 @@
 """Nothing secret leaves its owner: a change runs end to end on the real broker with recognisable
 secrets in the agents' and coordinator's environment and in their keys, and none of them shows
-up in any topic's bytes, the processes' logs, the artifacts the sandboxed commands produced, or
-the audit rows the sink would write for the run."""
+up in any topic's bytes, the processes' logs, the artifacts the sandboxed commands produced, the
+audit rows the sink's mapping gives for the run, or the rows a real audit sink stored in
+Cassandra for it, read back through the analysts' queries."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cassandra.cluster import Session
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from sdlcflow.agents import AgentIdentity, Worker
 from sdlcflow.agents.bindings import REFERENCE_AGENTS
+from sdlcflow.audit.model import AuditRow
+from sdlcflow.audit.queries import AuditReader
 from sdlcflow.audit.rows import Origin, audit_record, placements
+from sdlcflow.audit.sink import AuditSink, topic_pattern
+from sdlcflow.audit.store import AuditStore
 from sdlcflow.audit.writes import rows_of
 from sdlcflow.core import events as ev
 from sdlcflow.demo.services import Services
@@ -27,6 +37,7 @@ from sdlcflow.gitops.sample import SampleRepo
 from sdlcflow.identity.keys import private_key_pem
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.processors.testing import SignedActor, TestIssuer
+from sdlcflow.settings import Settings
 from sdlcflow.streams.codec import DecodeError
 from sdlcflow.streams.producer import ChangeRequestProducer, ChangeSpec, EventPublisher
 from sdlcflow.streams.topics import (
@@ -181,11 +192,73 @@ def _audit_rows(records: list[RawRecord]) -> list[str]:
     return rows
 
 
+@contextmanager
+def _audit_sink(bootstrap: str, session: Session, keyspace: str) -> Iterator[AuditSink]:
+    """A real audit sink in a new group placed at the end of every sdlcflow topic, so it
+    stores what this run produces (and whatever else runs meanwhile: idempotent upserts)."""
+    pattern = re.compile(topic_pattern())
+    topics = [t for t in AdminClient({"bootstrap.servers": bootstrap}).list_topics(
+        timeout=30).topics if pattern.match(t)]  # fmt: skip
+    group = f"test-secrets-sink-{uuid.uuid4().hex[:8]}"
+    start_group_at_end(bootstrap, group, topics)
+    sink = AuditSink(AuditStore(session, keyspace), bootstrap=bootstrap, group_id=group)
+    thread = threading.Thread(target=lambda: sink.run(poll_timeout=0.2), daemon=True)
+    thread.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+        thread.join(timeout=120)
+        sink.close()
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:g} s waiting for {what}"
+        time.sleep(0.5)
+
+
+def _stored_rows(
+    reader: AuditReader, records: list[RawRecord], repo: str, since_ms: int
+) -> list[AuditRow]:
+    """Every audit row of the run that the analysts' queries return: by repository, change,
+    task, trace and actor, once the sink has stored every decodable record of the run."""
+    codec = EventCodec()
+    events = []
+    for record in records:
+        try:
+            events.append(codec.decode(record.value))
+        except DecodeError:
+            continue
+    ids = {e.envelope.event_id for e in events}
+    _wait_until(
+        lambda: all(reader.by_id(i) is not None for i in ids), 120, "the sink to store the run"
+    )
+    until_ms = now_ms() + 60_000
+    rows = reader.by_repo(repo, since_ms, until_ms)
+    for change_id in {e.envelope.change_id for e in events if e.envelope.change_id}:
+        rows += reader.by_change(change_id)
+    for task_id in {e.envelope.task_id for e in events if e.envelope.task_id}:
+        rows += reader.by_task(task_id)
+    for trace_id in {e.envelope.trace_id for e in events}:
+        rows += reader.by_trace(trace_id)
+    for actor_id in {e.envelope.actor.id for e in events}:
+        rows += reader.by_actor(actor_id, since_ms, until_ms)
+    stored = {row.event_id for row in rows}
+    assert ids <= stored, f"{len(ids - stored)} events of the run missing from the queries"
+    return rows
+
+
 class TestNoSecretsLeak:
     """Secrets in the environment and keys never reach events, logs, artifacts or the audit."""
 
     async def test_a_full_run_leaks_no_secret(
-        self, kafka_bootstrap: str, run: tuple[Run, Services, SampleRepo]
+        self,
+        kafka_bootstrap: str,
+        run: tuple[Run, Services, SampleRepo],
+        cassandra_session: Session,
+        settings: Settings,
     ) -> None:
         context, services, sample = run
         signed = context.issuer.actor(
@@ -205,7 +278,9 @@ class TestNoSecretsLeak:
             task_topic(c) for c in REFERENCE_AGENTS
         ]
         starts = end_offsets(kafka_bootstrap, topics)
-        with LogWatch(kafka_bootstrap, context.repo, topics=(COORDINATOR,)) as watch:
+        started_ms = now_ms() - 60_000
+        sink = _audit_sink(kafka_bootstrap, cassandra_session, settings.keyspace)
+        with sink, LogWatch(kafka_bootstrap, context.repo, topics=(COORDINATOR,)) as watch:
             async with _worker(kafka_bootstrap, context, signed):
                 with EventPublisher(kafka_bootstrap) as publisher:
                     change_id = ChangeRequestProducer(publisher).submit(spec).change_id
@@ -222,18 +297,21 @@ class TestNoSecretsLeak:
                     hint="read the coordinator log under the test's tmp_path/logs",
                     health=services.check,
                 )
-        assert isinstance(outcome.payload, ev.ChangePromoted), outcome.payload
+            assert isinstance(outcome.payload, ev.ChangePromoted), outcome.payload
+            records = _read_raw(kafka_bootstrap, starts)
+            ours = [r for r in records if context.repo.encode() in r.everything]
+            reader = AuditReader(cassandra_session, settings.keyspace)
+            stored = await asyncio.to_thread(_stored_rows, reader, ours, context.repo, started_ms)
 
         secrets = {
             "environment secret": context.secret.encode(),
             "agent private key": _pem_body(private_key_pem(signed.key.private_key)),
             "issuer private key": _pem_body(private_key_pem(context.issuer.key.private_key)),
         }
-        records = _read_raw(kafka_bootstrap, starts)
-        ours = [r for r in records if context.repo.encode() in r.everything]
         assert len(ours) > 20, "the scan must see the run's own records"
         rows = _audit_rows(ours)
         assert rows, "the run's events must map to audit rows"
+        assert len(stored) >= len(ours), "every record of the run must be read back stored"
         logs = sorted((context.tmp_path / "logs").glob("*.log"))
         artifacts = [f for f in (context.tmp_path / "data").rglob("*") if f.is_file()]
         assert logs and artifacts
@@ -243,5 +321,9 @@ class TestNoSecretsLeak:
                 assert needle not in record.everything, f"{name} found in {where}"
             for row in rows:
                 assert needle.decode() not in row, f"{name} found in an audit row"
+            for stored_row in stored:
+                text = repr(stored_row) + repr(stored_row.extra)
+                assert needle.decode() not in text, f"{name} found in a stored audit row"
+                assert needle not in stored_row.avro, f"{name} found in a stored Avro body"
             for path in [*logs, *artifacts]:
                 assert needle not in path.read_bytes(), f"{name} found in {path}"
