@@ -3,11 +3,14 @@ principal on a private broker (own ports and data dir; the shared broker is not 
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AclBinding,
     AclOperation,
@@ -19,63 +22,135 @@ from confluent_kafka.admin import (
 )
 from secure_broker import ClientValue, SecureBroker, secure_broker
 
+from sdlcflow.audit.sink import SINK_GROUP
+from sdlcflow.processors.config import DEFAULT_APP_ID
 from sdlcflow.settings import Settings
-from sdlcflow.streams.topics import AGENT_EVENTS, COORDINATOR
+from sdlcflow.streams.topics import (
+    AGENT_EVENTS,
+    CHANGE_REQUESTS,
+    COORDINATOR,
+    DEAD_LETTER,
+    TICKS,
+    task_topic,
+)
 
 pytestmark = pytest.mark.integration
 
-AGENT, COORDINATOR_USER = "agent-lint", "coordinator"
 DELIVERY_TIMEOUT_S = 30.0
+READ_TIMEOUT_S = 30.0
+LINT_TASKS, POLICY_TASKS, DEPLOY_TASKS = (task_topic(c) for c in ("lint", "policy", "deploy"))
+TOPICS = (
+    CHANGE_REQUESTS, AGENT_EVENTS, COORDINATOR, DEAD_LETTER, TICKS,
+    LINT_TASKS, POLICY_TASKS, DEPLOY_TASKS,
+)  # fmt: skip
+TASKS_PREFIX = "sdlc.tasks."
+CATALOG_PREFIX = "sdlc."
 
 
-def _allow(
-    principal: str, resource: ResourceType, name: str, *ops: AclOperation
-) -> list[AclBinding]:
-    return [
-        AclBinding(
-            resource,
-            name,
-            ResourcePatternType.LITERAL,
-            f"User:{principal}",
-            "*",
-            op,
-            AclPermissionType.ALLOW,
-        )
-        for op in ops
-    ]
+@dataclass(frozen=True)
+class Grant:
+    """What one principal may do (docs/security.md, "ACLs, one principal per role"): topics it
+    writes and reads (a name ending in "." is a prefix) and the consumer-group prefix it uses."""
+
+    principal: str
+    writes: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    group_prefix: str = ""
+    must_not_write: tuple[str, ...] = field(default=(), compare=False)
+    must_not_read: tuple[str, ...] = field(default=(), compare=False)
 
 
-def _least_privilege_acls() -> list[AclBinding]:
-    """The agent writes agent events only; the coordinator writes its decision log and reads
-    the agents' events (docs/security.md lists the full table)."""
-    topic, write, read, describe = (
-        ResourceType.TOPIC,
-        AclOperation.WRITE,
-        AclOperation.READ,
-        AclOperation.DESCRIBE,
+GRANTS = (
+    Grant(
+        "coordinator",
+        writes=(COORDINATOR, TASKS_PREFIX, DEAD_LETTER, TICKS),
+        reads=(CHANGE_REQUESTS, AGENT_EVENTS, TICKS),
+        group_prefix=DEFAULT_APP_ID,
+        must_not_write=(AGENT_EVENTS, CHANGE_REQUESTS),
+        must_not_read=(),
+    ),
+    Grant(
+        "agent-lint",
+        writes=(AGENT_EVENTS, DEAD_LETTER),
+        reads=(LINT_TASKS,),
+        group_prefix="sdlcflow-agent",
+        must_not_write=(COORDINATOR, LINT_TASKS, CHANGE_REQUESTS),
+        must_not_read=(DEPLOY_TASKS, COORDINATOR, AGENT_EVENTS),
+    ),
+    Grant(
+        "agent-policy",
+        writes=(AGENT_EVENTS, DEAD_LETTER),
+        reads=(POLICY_TASKS,),
+        group_prefix="sdlcflow-agent",
+        must_not_write=(COORDINATOR, POLICY_TASKS),
+        must_not_read=(LINT_TASKS, COORDINATOR),
+    ),
+    Grant(
+        "reviewer-console",
+        writes=(AGENT_EVENTS,),
+        reads=(COORDINATOR,),
+        group_prefix="sdlcflow-approvals",
+        must_not_write=(COORDINATOR, CHANGE_REQUESTS),
+        must_not_read=(AGENT_EVENTS, DEPLOY_TASKS),
+    ),
+    Grant(
+        "producer",
+        writes=(CHANGE_REQUESTS,),
+        must_not_write=(AGENT_EVENTS, COORDINATOR),
+        must_not_read=(CHANGE_REQUESTS, COORDINATOR),
+    ),
+    Grant(
+        "audit-sink",
+        writes=(DEAD_LETTER,),
+        reads=(CATALOG_PREFIX,),
+        group_prefix=SINK_GROUP,
+        must_not_write=(COORDINATOR, AGENT_EVENTS, CHANGE_REQUESTS),
+    ),
+)
+BY_NAME = {grant.principal: grant for grant in GRANTS}
+
+
+def _binding(principal: str, resource: ResourceType, name: str, op: AclOperation) -> AclBinding:
+    prefixed = name.endswith(".") or resource is ResourceType.GROUP
+    return AclBinding(
+        resource,
+        name,
+        ResourcePatternType.PREFIXED if prefixed else ResourcePatternType.LITERAL,
+        f"User:{principal}",
+        "*",
+        op,
+        AclPermissionType.ALLOW,
     )
-    return [
-        *_allow(AGENT, topic, AGENT_EVENTS, write, describe),
-        *_allow(AGENT, topic, COORDINATOR, read, describe),
-        *_allow(COORDINATOR_USER, topic, COORDINATOR, write, describe),
-        *_allow(COORDINATOR_USER, topic, AGENT_EVENTS, read, describe),
-    ]
+
+
+def least_privilege_acls(grant: Grant) -> list[AclBinding]:
+    """The ACLs of one principal: WRITE+DESCRIBE on what it writes, READ+DESCRIBE on what it
+    reads, READ on its consumer groups; nothing else (the broker denies what no ACL allows)."""
+    topic, write, read, describe = (
+        ResourceType.TOPIC, AclOperation.WRITE, AclOperation.READ, AclOperation.DESCRIBE,
+    )  # fmt: skip
+    who = grant.principal
+    acls = [_binding(who, topic, name, op) for name in grant.writes for op in (write, describe)]
+    acls += [_binding(who, topic, name, op) for name in grant.reads for op in (read, describe)]
+    if grant.group_prefix:
+        acls.append(_binding(who, ResourceType.GROUP, grant.group_prefix, read))
+    return list(dict.fromkeys(acls))  # a topic both written and read: DESCRIBE once
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Iterator[SecureBroker]:
+    """One broker for the module (it takes a while to start), every topic holding a record."""
     home = tmp_path_factory.mktemp("secure-kafka")
-    with secure_broker(home, (AGENT, COORDINATOR_USER), settings) as running:
+    with secure_broker(home, tuple(BY_NAME), settings) as running:
         admin = AdminClient(running.client_config("admin"))
-        for future in admin.create_topics(
-            [
-                NewTopic(t, num_partitions=1, replication_factor=1)
-                for t in (AGENT_EVENTS, COORDINATOR)
-            ]
-        ).values():
+        topics = [NewTopic(t, num_partitions=1, replication_factor=1) for t in TOPICS]
+        for future in admin.create_topics(topics).values():
             future.result(timeout=60)
-        for future in admin.create_acls(_least_privilege_acls()).values():
+        acls = [acl for grant in GRANTS for acl in least_privilege_acls(grant)]
+        for future in admin.create_acls(acls).values():
             future.result(timeout=60)
+        for name in TOPICS:
+            assert _produce(running.client_config("admin"), name) is None
         yield running
 
 
@@ -91,32 +166,101 @@ def _produce(config: dict[str, ClientValue], topic: str) -> KafkaError | None:
     return outcome[0]
 
 
+def _consume(config: dict[str, ClientValue], topic: str, group: str) -> KafkaError | None:
+    """Read the topic's first record in `group` (subscribing: the group ACL is checked too):
+    None when a record arrived, else the first error the broker returned."""
+    consumer = Consumer(
+        {**config, "group.id": group, "enable.auto.commit": False, "log_level": 0}
+        | {"auto.offset.reset": "earliest"}
+    )
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None:
+                return None
+            if error.code() != KafkaError._PARTITION_EOF:
+                return error  # type: ignore[no-any-return]
+        raise AssertionError(f"neither a record nor an error from {topic} in {READ_TIMEOUT_S} s")
+    finally:
+        consumer.close()
+
+
+def _read_refused(error: KafkaError | None) -> bool:
+    return error is not None and error.code() in (
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+    )
+
+
+def _cases(kind: str) -> list[tuple[str, str]]:
+    return [
+        (grant.principal, topic)
+        for grant in GRANTS
+        for topic in getattr(grant, kind)
+        if not topic.endswith(".")
+    ]
+
+
+def _allowed_reads() -> list[tuple[str, str]]:
+    """Each principal's reads; a prefix grant is exercised on two topics under it."""
+    cases = _cases("reads")
+    cases += [("audit-sink", COORDINATOR), ("audit-sink", DEPLOY_TASKS)]
+    return cases
+
+
+def _allowed_writes() -> list[tuple[str, str]]:
+    return [*_cases("writes"), ("coordinator", LINT_TASKS), ("coordinator", DEPLOY_TASKS)]
+
+
+def _group(principal: str) -> str:
+    prefix = BY_NAME[principal].group_prefix or "no-group-granted"
+    return f"{prefix}-acl-test-{uuid.uuid4().hex[:8]}"
+
+
 class TestAclsPerPrincipal:
-    """Only the coordinator principal can write the decision log; agents write agent events."""
+    """Each principal of the deployment can do what its role needs and nothing else: above
+    all, no agent, reviewer or producer can write the decision log or forge an offer."""
 
-    def test_agent_cannot_write_to_the_coordinator_topic(self, broker: SecureBroker) -> None:
-        error = _produce(broker.client_config(AGENT), COORDINATOR)
-        assert error is not None
-        assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-
-    def test_coordinator_can_write_to_the_coordinator_topic(self, broker: SecureBroker) -> None:
-        assert _produce(broker.client_config(COORDINATOR_USER), COORDINATOR) is None
-
-    def test_agent_can_write_agent_events(self, broker: SecureBroker) -> None:
-        assert _produce(broker.client_config(AGENT), AGENT_EVENTS) is None
-
-    def test_coordinator_cannot_impersonate_an_agent_topic_writer(
-        self, broker: SecureBroker
+    @pytest.mark.parametrize(("principal", "topic"), _allowed_writes())
+    def test_principal_writes_what_its_role_writes(
+        self, broker: SecureBroker, principal: str, topic: str
     ) -> None:
-        error = _produce(broker.client_config(COORDINATOR_USER), AGENT_EVENTS)
+        assert _produce(broker.client_config(principal), topic) is None
+
+    @pytest.mark.parametrize(("principal", "topic"), _cases("must_not_write"))
+    def test_principal_cannot_write_outside_its_role(
+        self, broker: SecureBroker, principal: str, topic: str
+    ) -> None:
+        error = _produce(broker.client_config(principal), topic)
         assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    @pytest.mark.parametrize(("principal", "topic"), _allowed_reads())
+    def test_principal_reads_what_its_role_reads_in_its_group(
+        self, broker: SecureBroker, principal: str, topic: str
+    ) -> None:
+        assert _consume(broker.client_config(principal), topic, _group(principal)) is None
+
+    @pytest.mark.parametrize(("principal", "topic"), _cases("must_not_read"))
+    def test_principal_cannot_read_outside_its_role(
+        self, broker: SecureBroker, principal: str, topic: str
+    ) -> None:
+        assert _read_refused(_consume(broker.client_config(principal), topic, _group(principal)))
+
+    def test_agent_cannot_consume_in_another_roles_group(self, broker: SecureBroker) -> None:
+        error = _consume(broker.client_config("agent-lint"), LINT_TASKS, f"{SINK_GROUP}-steal")
+        assert error is not None and error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
 
 
 class TestListenerSecurity:
     """No login without the right password, no connection without TLS to the trusted CA."""
 
     def test_wrong_password_is_refused(self, broker: SecureBroker) -> None:
-        config = broker.client_config(AGENT) | {"sasl.password": "not-the-password"}
+        config = broker.client_config("agent-lint") | {"sasl.password": "not-the-password"}
         admin = AdminClient(config | {"log_level": 0})
         with pytest.raises(KafkaException) as info:
             admin.list_topics(timeout=10)
@@ -139,7 +283,7 @@ class TestListenerSecurity:
 
         other_ca, _ = make_certificates(tmp_path)
         admin = AdminClient(
-            broker.client_config(AGENT, log_level=0) | {"ssl.ca.location": str(other_ca)}
+            broker.client_config("agent-lint", log_level=0) | {"ssl.ca.location": str(other_ca)}
         )
         with pytest.raises(KafkaException):
             admin.list_topics(timeout=5)
