@@ -32,13 +32,17 @@ def b64url_encode(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    """Inverse of `b64url_encode`; raises ValueError on anything that is not base64url."""
+    """Inverse of `b64url_encode`; raises ValueError on anything that is not base64url, or
+    not its one canonical form (unused trailing bits set): a signed value has one spelling."""
     if not _B64URL.fullmatch(text):
         raise ValueError("not unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except binascii.Error as exc:
         raise ValueError(str(exc)) from exc
+    if b64url_encode(raw) != text:
+        raise ValueError("not canonical base64url (unused trailing bits are set)")
+    return raw
 
 
 _B64URL = re.compile("[A-Za-z0-9_-]+")

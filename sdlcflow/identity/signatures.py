@@ -35,8 +35,15 @@ def _digest(domain: bytes, value: Any) -> str:
     return DIGEST_PREFIX + hashlib.sha256(domain + canonical_bytes(value)).hexdigest()
 
 
+def _signed_bytes(key_id: str, digest: str) -> bytes:
+    """What is signed: the content digest and the key id the signature names, so that no byte
+    of the signature field can be changed without invalidating it."""
+    return f"{key_id}:{digest}".encode()
+
+
 def _sign(pair: KeyPair, digest: str) -> str:
-    return f"{pair.key_id}:{b64url_encode(pair.private_key.sign(digest.encode('ascii')))}"
+    raw = pair.private_key.sign(_signed_bytes(pair.key_id, digest))
+    return f"{pair.key_id}:{b64url_encode(raw)}"
 
 
 def signature_key_id(signature: str) -> str:
@@ -50,13 +57,13 @@ def signature_key_id(signature: str) -> str:
 
 
 def _verify(signature: str, digest: str, key: Ed25519PublicKey, what: str) -> None:
-    signature_key_id(signature)
+    key_id = signature_key_id(signature)
     try:
         raw = b64url_decode(signature.partition(":")[2])
     except ValueError as exc:
         raise SignatureRejected(f"{what} signature is not base64url: {exc}") from None
     try:
-        key.verify(raw, digest.encode("ascii"))
+        key.verify(raw, _signed_bytes(key_id, digest))
     except InvalidSignature:
         raise SignatureRejected(
             f"{what} signature does not verify: the content changed after signing or another "

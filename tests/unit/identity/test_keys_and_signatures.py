@@ -117,6 +117,22 @@ class TestEventSignatures:
         with pytest.raises(SignatureRejected, match="key id"):
             verify_event(envelope(), {}, "AAAA", generate_key_pair("a").public_key)
 
+    def test_key_id_relabelled_after_signing_is_rejected(self) -> None:
+        pair = generate_key_pair("lint-bot-key")
+        signature = sign_event(envelope(), {}, pair)
+        relabelled = "mint" + signature.removeprefix("lint")
+        with pytest.raises(SignatureRejected, match="does not verify"):
+            verify_event(envelope(), {}, relabelled, pair.public_key)
+
+    def test_non_canonical_spelling_of_the_same_signature_is_rejected(self) -> None:
+        pair = generate_key_pair("lint-1")
+        signature = sign_event(envelope(), {}, pair)
+        # 64 bytes take 86 characters: the last one has 4 unused bits, canonically zero
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        respelled = signature[:-1] + alphabet[alphabet.index(signature[-1]) + 1]
+        with pytest.raises(SignatureRejected, match="not base64url"):
+            verify_event(envelope(), {}, respelled, pair.public_key)
+
 
 def bundle(**changes: object) -> EvidenceBundle:
     base = {
