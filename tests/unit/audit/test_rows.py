@@ -243,6 +243,15 @@ class TestGroupWrites:
         assert write.events == 8
         assert write.tables == {"events_by_id", "events_by_trace"}
 
+    def test_rows_of_one_partition_are_adjacent_whatever_the_arrival_order(self) -> None:
+        ids, trace = self._rows(3, "events_by_id"), self._rows(3)
+        interleaved = [row for pair in zip(ids, trace, strict=True) for row in pair]
+        (write,) = group_writes(interleaved, route=lambda _row: "replica-1")
+        tables = [row.table for row in write.rows]
+        first = tables.index("events_by_trace")
+        assert tables[first : first + 3] == ["events_by_trace"] * 3
+        assert len(write.rows) == 6
+
     def test_distinct_routes_never_share_a_batch(self) -> None:
         rows = self._rows(6, "events_by_id")
         writes = group_writes(rows, route=lambda row: int(row.key[0].removeprefix("e-")) % 2)
