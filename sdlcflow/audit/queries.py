@@ -8,7 +8,7 @@ keys only (see `tables.TableSpec.written`): their events are then read by id, co
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -97,8 +97,17 @@ class AuditReader:
                 ) from exc
         return self._prepared[cql]
 
-    def _run(self, table: str, where: str, params: Sequence[tuple[Any, ...]]) -> list[AuditRow]:
+    def _run(
+        self,
+        table: str,
+        where: str,
+        params: Sequence[tuple[Any, ...]],
+        keep: Callable[[Any], bool] | None = None,
+    ) -> list[AuditRow]:
+        """The rows of `table` matching `where` for each of `params` (and `keep`), with bodies."""
         records = self._fetch(table, where, params)
+        if keep is not None:
+            records = [r for r in records if keep(r)]
         index_only = [r.event_id for r in records if is_index_only(r)]
         bodies = self._bodies(index_only) if index_only else {}
         rows: list[AuditRow] = []
@@ -133,13 +142,30 @@ class AuditReader:
         return rows[0] if rows else None
 
     def by_trace(self, trace_id: str) -> list[AuditRow]:
-        return self._run("events_by_trace", "trace_id = ?", [(trace_id,)])
+        """Events without a change from the trace's partition, the rest from its changes'."""
+        return self._through_changes("trace_id", trace_id, "events_by_trace", "changes_by_trace")
 
     def by_change(self, change_id: str) -> list[AuditRow]:
         return self._run("events_by_change", "change_id = ?", [(change_id,)])
 
     def by_task(self, task_id: str) -> list[AuditRow]:
-        return self._run("events_by_task", "task_id = ?", [(task_id,)])
+        """Events without a change from the task's partition, the rest from its change's."""
+        return self._through_changes("task_id", task_id, "events_by_task", "changes_by_task")
+
+    def _through_changes(self, column: str, value: str, own: str, lookup: str) -> list[AuditRow]:
+        """A trace's or task's events: its own partition (events without a change, and every
+        event written before migration 0003) plus its changes' rows that name it."""
+        rows = self._run(own, f"{column} = ?", [(value,)])
+        changes = [r.change_id for r in self._fetch(lookup, f"{column} = ?", [(value,)])]
+        if changes:
+            rows += self._run(
+                "events_by_change",
+                "change_id = ?",
+                [(change,) for change in changes],
+                keep=lambda record: getattr(record, column) == value,
+            )
+        unique = {row.event_id: row for row in rows}
+        return sorted(unique.values(), key=lambda r: (r.occurred_at, r.event_id))
 
     def _by_day(
         self, table: str, key: str, value: str, since_ms: int, until_ms: int

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from sdlcflow.core import events as ev
-from sdlcflow.core.events import Event, VerifiedState
+from sdlcflow.core.events import Envelope, Event, VerifiedState
 from sdlcflow.streams.deadletter import MessageDeadLettered
 from sdlcflow.streams.topics import COORDINATOR, TASKS_PREFIX
 
@@ -250,13 +250,9 @@ def placements(event: Event) -> list[Placement]:
     day = utc_day(at)
     rows = [
         Placement("events_by_id"),
-        Placement("events_by_trace"),
         Placement("events_by_type_hour", (("hour", utc_hour(at)),)),
+        *_trace_and_task_rows(envelope),
     ]
-    if envelope.change_id:
-        rows.append(Placement("events_by_change"))
-    if envelope.task_id:
-        rows.append(Placement("events_by_task"))
     if envelope.repo:
         rows.append(Placement("events_by_repo_day", (("day", day),)))
     if envelope.actor.id:
@@ -265,6 +261,23 @@ def placements(event: Event) -> list[Placement]:
     rows += _approval_rows(event, at)
     if isinstance(event.payload, MessageDeadLettered):
         rows.append(_dead_letter_row(event.payload, day))
+    return rows
+
+
+def _trace_and_task_rows(envelope: Envelope) -> list[Placement]:
+    """An event of a change: one row in its change's partition plus the key-only lookups from
+    its trace and task to the change (the same for every event of the change, so written once
+    per poll). An event without a change: rows in the trace's and the task's own partitions."""
+    if envelope.change_id:
+        rows = [Placement("events_by_change")]
+        if envelope.trace_id:
+            rows.append(Placement("changes_by_trace"))
+        if envelope.task_id:
+            rows.append(Placement("changes_by_task"))
+        return rows
+    rows = [Placement("events_by_trace")]
+    if envelope.task_id:
+        rows.append(Placement("events_by_task"))
     return rows
 
 

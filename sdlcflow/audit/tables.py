@@ -3,9 +3,17 @@
 `events_by_id` holds each event whole; every other table is an index (key columns and its own
 filter columns) that readers join back to `events_by_id` (see `TableSpec.written`).
 
-`sdlcflow/migrations/0002_audit_tables.cql` creates them; a unit test checks that file against
-these specs so the two cannot drift. Partitions are bounded: keys that grow without end
-(a repository, an actor, a policy, dead letters, an event type) are bucketed by time.
+An event of a change is indexed once in its change's partition, which also names its trace and
+task; two key-only lookups (`changes_by_trace`, `changes_by_task`) lead a trace or a task to
+its changes. Events of one change share its lookups, so one poll writes each lookup row once
+(`writes.group_writes` drops repeats): about five rows per event instead of seven. Only events
+without a change go to `events_by_trace` / `events_by_task` (and every event did before
+migration 0003; readers read both).
+
+`sdlcflow/migrations/0002_audit_tables.cql` and `0003_change_lookups.cql` create them; a unit
+test checks those files against these specs so the two cannot drift. Partitions are bounded:
+keys that grow without end (a repository, an actor, a policy, dead letters, an event type) are
+bucketed by time.
 """
 
 from __future__ import annotations
@@ -48,9 +56,14 @@ class TableSpec:
     extra_columns: tuple[tuple[str, str], ...] = ()
     doc: str = ""
     whole_event: bool = False  # the table that holds every column, the event's body included
+    # common columns an index row writes beyond its key (events_by_change: trace and task)
+    also_written: tuple[str, ...] = ()
+    lookup: bool = False  # a key-only table leading to changes: no common columns, no event id
 
     @property
     def columns(self) -> tuple[tuple[str, str], ...]:
+        if self.lookup:
+            return self.extra_columns
         return COMMON_COLUMNS + self.extra_columns
 
     @property
@@ -68,7 +81,12 @@ class TableSpec:
         """
         if self.whole_event:
             return self.column_names
-        names = self.partition_key + self.clustering + tuple(n for n, _ in self.extra_columns)
+        names = (
+            self.partition_key
+            + self.clustering
+            + tuple(n for n, _ in self.extra_columns)
+            + self.also_written
+        )
         return tuple(dict.fromkeys(names))
 
     def insert_cql(self, keyspace: str) -> str:
@@ -88,9 +106,41 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "events_by_id", ("event_id",), (), doc="lookup and dedupe by event id", whole_event=True
         ),
-        TableSpec("events_by_trace", ("trace_id",), TIME_CLUSTERING, doc="one trace's timeline"),
-        TableSpec("events_by_change", ("change_id",), TIME_CLUSTERING, doc="one change's life"),
-        TableSpec("events_by_task", ("task_id",), TIME_CLUSTERING, doc="one task's attempts"),
+        TableSpec(
+            "events_by_trace",
+            ("trace_id",),
+            TIME_CLUSTERING,
+            doc="one trace's timeline (events of a change: see changes_by_trace)",
+        ),
+        TableSpec(
+            "events_by_change",
+            ("change_id",),
+            TIME_CLUSTERING,
+            doc="one change's life, naming each event's trace and task",
+            also_written=("trace_id", "task_id"),
+        ),
+        TableSpec(
+            "events_by_task",
+            ("task_id",),
+            TIME_CLUSTERING,
+            doc="one task's attempts (events of a change: see changes_by_task)",
+        ),
+        TableSpec(
+            "changes_by_trace",
+            ("trace_id",),
+            ("change_id",),
+            (("trace_id", "text"), ("change_id", "text")),
+            "the changes a trace ran through: their partitions hold the trace's events",
+            lookup=True,
+        ),
+        TableSpec(
+            "changes_by_task",
+            ("task_id",),
+            ("change_id",),
+            (("task_id", "text"), ("change_id", "text")),
+            "the change a task belongs to: its partition holds the task's events",
+            lookup=True,
+        ),
         TableSpec(
             "events_by_repo_day", ("repo", "day"), TIME_CLUSTERING, _DAY, "a repository's day"
         ),

@@ -75,19 +75,47 @@ def _tables(event: Event) -> list[str]:
 class TestPlacements:
     """Each event is placed in every table whose key it has, and only those."""
 
-    def test_change_event_lands_in_id_trace_type_change_task_repo_and_actor_tables(self) -> None:
+    def test_change_event_lands_in_its_change_partition_with_lookups_from_trace_and_task(
+        self,
+    ) -> None:
         event = _event(TaskFailed("l-1", 1, "boom"))
         assert sorted(_tables(event)) == sorted(
             [
                 "events_by_id",
-                "events_by_trace",
                 "events_by_type_hour",
                 "events_by_change",
-                "events_by_task",
+                "changes_by_trace",
+                "changes_by_task",
                 "events_by_repo_day",
                 "events_by_actor_day",
             ]
         )
+
+    def test_change_row_names_the_trace_and_task_its_lookups_lead_from(self) -> None:
+        event = _event(TaskFailed("l-1", 1, "boom"))
+        record = audit_record(event, b"x", Origin("sdlc.agent-events", 0, 1))
+        rows = {row.table: row for row in rows_of(record, placements(event))}
+        values = rows["events_by_change"].values  # then the write timestamp
+        change = dict(zip(TABLES["events_by_change"].written, values, strict=False))
+        assert (change["trace_id"], change["task_id"]) == (TRACE, "c-1/lint")
+        assert rows["changes_by_trace"].key == (TRACE, "c-1")
+        assert rows["changes_by_task"].key == ("c-1/lint", "c-1")
+
+    def test_every_event_of_a_change_shares_its_lookup_rows(self) -> None:
+        rows = []
+        for i in range(5):
+            event = _event(TaskFailed("l-1", 1, "boom"), event_id=f"e-{i}", occurred_at=AT + i)
+            record = audit_record(event, b"x", Origin("sdlc.agent-events", 0, i))
+            rows += rows_of(record, placements(event))
+        written = [r.table for w in group_writes(rows) for r in w.rows]
+        assert written.count("changes_by_trace") == written.count("changes_by_task") == 1
+        assert written.count("events_by_change") == 5
+
+    def test_event_without_a_change_lands_in_its_trace_and_task_partitions(self) -> None:
+        event = _event(TaskFailed("l-1", 1, "boom"), change_id=None)
+        tables = _tables(event)
+        assert {"events_by_trace", "events_by_task"} <= set(tables)
+        assert not {"events_by_change", "changes_by_trace", "changes_by_task"} & set(tables)
 
     def test_missing_keys_skip_their_tables(self) -> None:
         event = _event(TaskFailed("l-1", 1, "boom"), change_id=None, task_id=None)
@@ -211,7 +239,7 @@ class TestAuditRecord:
 class TestGroupWrites:
     """Rows of one partition travel as one batch, under the size limits, never twice."""
 
-    def _rows(self, n: int, table: str = "events_by_trace") -> list[Row]:
+    def _rows(self, n: int, table: str = "events_by_change") -> list[Row]:
         out = []
         for i in range(n):
             event = _event(TaskFailed("l", 1, "e"), event_id=f"e-{i}", occurred_at=AT + i)
@@ -241,15 +269,15 @@ class TestGroupWrites:
         rows = self._rows(4, "events_by_id") + self._rows(4)
         (write,) = group_writes(rows, route=lambda _row: "replica-1")
         assert write.events == 8
-        assert write.tables == {"events_by_id", "events_by_trace"}
+        assert write.tables == {"events_by_id", "events_by_change"}
 
     def test_rows_of_one_partition_are_adjacent_whatever_the_arrival_order(self) -> None:
         ids, trace = self._rows(3, "events_by_id"), self._rows(3)
         interleaved = [row for pair in zip(ids, trace, strict=True) for row in pair]
         (write,) = group_writes(interleaved, route=lambda _row: "replica-1")
         tables = [row.table for row in write.rows]
-        first = tables.index("events_by_trace")
-        assert tables[first : first + 3] == ["events_by_trace"] * 3
+        first = tables.index("events_by_change")
+        assert tables[first : first + 3] == ["events_by_change"] * 3
         assert len(write.rows) == 6
 
     def test_distinct_routes_never_share_a_batch(self) -> None:
@@ -292,12 +320,13 @@ class TestLeanRows:
 
 
 class TestMigrationMatchesTables:
-    """The 0002 migration creates exactly the tables, columns and keys the code writes."""
+    """The 0002 and 0003 migrations create exactly the tables, columns and keys the code writes."""
 
     def _migration(self) -> str:
         folder = resources.files("sdlcflow") / "migrations"
-        (entry,) = [e for e in folder.iterdir() if e.name.startswith("0002_")]
-        return entry.read_text()
+        entries = [e for e in folder.iterdir() if e.name.startswith(("0002_", "0003_"))]
+        assert len(entries) == 2
+        return "\n".join(entry.read_text() for entry in entries)
 
     def test_every_table_is_created_with_its_columns_and_primary_key(self) -> None:
         text = self._migration()
