@@ -71,6 +71,7 @@ MIX = (
 )
 INPUTS = {"ChangeRequested", "LeaseHeartbeat", "LeaseRequested", "TaskSucceeded", "TaskFailed"}
 LOOKUPS = ("changes_by_trace", "changes_by_task")
+VERIFY_CHUNK = 2000
 
 
 def make_events(count: int, start_ms: int) -> list[tuple[str, Event]]:
@@ -147,16 +148,7 @@ def verify(session: Any, keyspace: str, events: list[tuple[str, Event]]) -> dict
     unchecked = 0
     for statement, params in ((by_id, ids), (by_change, changes)):
         for _attempt in range(5):  # reads time out on a saturated node: ask again
-            results = execute_concurrent_with_args(
-                session, statement, params, concurrency=16, raise_on_first_error=False
-            )
-            retry = []
-            for args, (ok, result) in zip(params, results, strict=True):
-                if ok:
-                    counts.append(result.one()[0])
-                else:
-                    retry.append(args)
-            params = retry
+            params = _count_rows(session, statement, params, counts)
             if not params:
                 break
         unchecked += len(params)
@@ -166,6 +158,30 @@ def verify(session: Any, keyspace: str, events: list[tuple[str, Event]]) -> dict
         "checked": len(counts),
         "unchecked_after_timeouts": unchecked,
     }
+
+
+def _count_rows(
+    session: Any, statement: Any, params: list[tuple[Any, ...]], counts: list[int]
+) -> list[tuple[Any, ...]]:
+    """Append each key's row count to `counts`, in chunks; return the keys not answered (a
+    chunk whose node went away mid-read is asked again later, not counted as missing)."""
+    unanswered: list[tuple[Any, ...]] = []
+    for start in range(0, len(params), VERIFY_CHUNK):
+        chunk = params[start : start + VERIFY_CHUNK]
+        try:
+            results = execute_concurrent_with_args(
+                session, statement, chunk, concurrency=16, raise_on_first_error=False
+            )
+        except Exception:  # the driver's executor can fail whole when the node restarts
+            unanswered += chunk
+            time.sleep(5)
+            continue
+        for args, (ok, result) in zip(chunk, results, strict=True):
+            if ok:
+                counts.append(result.one()[0])
+            else:
+                unanswered.append(args)
+    return unanswered
 
 
 def seven_table_placements(event: Event) -> list[Placement]:
