@@ -326,7 +326,7 @@ class TaskFollower:
         topics: Sequence[str],
         codec: EventCodec,
         wanted: frozenset[str],
-        deliver: Callable[[list[Event]], None],
+        deliver: Callable[[list[Delivery]], None],
         skip: frozenset[bytes] = frozenset(),
         wanted_repo: Callable[[bytes | None], bool] = lambda _key: True,
     ) -> None:
@@ -372,14 +372,14 @@ class TaskFollower:
         try:
             while not self._stop.is_set():
                 messages = _poll_batch(self._consumer, 500)
-                events = [e for m in messages if _check_error(m) and (e := self._event(m))]
-                if events:
-                    self._deliver(events)
+                found = [d for m in messages if _check_error(m) and (d := self._decision(m))]
+                if found:
+                    self._deliver(found)
         except BaseException as exc:
             self.error = exc
             log.exception("task follower stopped")
 
-    def _event(self, message: Message) -> Event | None:
+    def _decision(self, message: Message) -> Delivery | None:
         self.read += 1
         value = message.value()
         if value is None or value[:5] in self._skip or not self._wanted_repo(message.key()):
@@ -391,7 +391,7 @@ class TaskFollower:
                 "undecodable decision at %s@%s ignored", message.partition(), message.offset()
             )
             return None
-        return outcome.event if outcome.event.envelope.type in self._wanted else None
+        return outcome if outcome.event.envelope.type in self._wanted else None
 
     def close(self) -> None:
         self._stop.set()

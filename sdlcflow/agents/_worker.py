@@ -3,11 +3,14 @@
     async with Worker([lint], concurrency=4) as worker:
         await worker.run()          # until SIGTERM/SIGINT or worker.stop()
 
-Per offer: publish a signed LeaseRequested; wait for the coordinator's LeaseGranted/Denied
-(matched by causation id); run the handler with heartbeats every TTL/3; publish exactly one of
-TaskSucceeded / TaskFailed (bound to the granted inputs and epoch) or, when the lease was lost,
-LeaseReleased with the reason after the compensation hook ran. Offers of one repository are
-handled in order; offsets are committed only below the lowest unfinished offer.
+Per offer: publish a signed LeaseRequested as soon as the offer arrives; wait for the
+coordinator's LeaseGranted/Denied (matched by causation id) and heartbeat every TTL/3 from the
+grant on; run the handler; publish exactly one of TaskSucceeded / TaskFailed (bound to the
+granted inputs and epoch) or, when the lease was lost, LeaseReleased with the reason after the
+compensation hook ran. Offers of one repository are handled in order: their lease requests
+leave in offer order (pipelined, not one round trip after another) and their handlers run one
+after the other, each starting once the previous one's result is sent (the coordinator's
+verdict is awaited aside). Offsets are committed only below the lowest unfinished offer.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from sdlcflow.observability.spans import handling
 from sdlcflow.settings import Settings
 from sdlcflow.streams.consumer import Delivery, Refusal, consumer_config
 from sdlcflow.streams.deadletter import dead_letter_event
+from sdlcflow.streams.producer import DeliveryError
 from sdlcflow.streams.topics import AGENT_EVENTS, DEAD_LETTER, task_topic
 from sdlcflow.streams.wire import EventCodec, event_types
 
@@ -94,21 +98,49 @@ def _mono_ms() -> float:
 
 
 @dataclass
-class _Offer:
-    delivery: Delivery
-    offer: ev.TaskOffered
+class TaskHops:
+    """Wall-clock milliseconds (this host) at each hop of one task's round trip.
+
+    `cause` is the offer's occurred_at (the event that made the task ready); `*_produced` are
+    the Kafka timestamps the coordinator's producer gave its messages; `*_seen` are when the
+    worker's event loop got them.
+    """
+
+    cause: float
+    offer_produced: float
+    offer_seen: float
+    requested: float = 0.0
+    grant_produced: float = 0.0
+    grant_seen: float = 0.0
+    started: float = 0.0
+    result_sent: float = 0.0
+    verdict_produced: float = 0.0
+    verdict_seen: float = 0.0
 
 
 @dataclass
 class _Run:
-    """One leased task in flight."""
+    """One granted lease, kept alive (heartbeats) from the grant until it settles."""
 
     definition: AgentDefinition
     ctx: TaskContext
     clock: LeaseClock
     holder_event: Event  # the grant
-    verdict: asyncio.Future[Event]
+    verdict: asyncio.Future[Delivery]
+    hops: TaskHops
+    requested_local: float
+    keeper: asyncio.Task[None] | None = None
     compensated: bool = False
+
+
+@dataclass
+class _Offer:
+    """An offer queued behind its repository's earlier ones; its lease request already left."""
+
+    delivery: Delivery
+    offer: ev.TaskOffered
+    hops: TaskHops
+    lease: asyncio.Future[_Run | None] | None = None
 
 
 @dataclass
@@ -131,6 +163,8 @@ class WorkerStats:
     # the offer's decision time (coordinator's clock) -> result accepted (this host's clock):
     # includes the offer's delivery and its wait behind the same repository's earlier tasks
     offer_to_accepted_ms: list[float] = field(default_factory=list)
+    # per accepted task, when each hop happened (only with Worker(record_hops=True))
+    hops: list[TaskHops] = field(default_factory=list)
 
 
 class Worker:
@@ -156,6 +190,8 @@ class Worker:
             messages are skipped undecoded and their offers left to other agents' groups.
         codec: the wire codec (default: current schemas, configured registry).
         producer_config / consumer_config: extra librdkafka settings.
+        record_hops: keep a `TaskHops` per accepted task in `stats.hops` (benchmarks; grows
+            without bound, so off by default).
     """
 
     def __init__(
@@ -175,6 +211,7 @@ class Worker:
         codec: EventCodec | None = None,
         producer_config: Mapping[str, Any] | None = None,
         consumer_config: Mapping[str, Any] | None = None,
+        record_hops: bool = False,
     ) -> None:
         self.definitions = _definitions(agents)
         _check_positive(
@@ -200,6 +237,7 @@ class Worker:
         self._producer_config = producer_config
         self._consumer_config = consumer_config
         self.stats = WorkerStats()
+        self.record_hops = record_hops
         self._loop: asyncio.AbstractEventLoop | None = None
         self._publisher: AsyncPublisher | None = None
         self._offers: OfferConsumer | None = None
@@ -207,11 +245,12 @@ class Worker:
         self._tracker = OffsetTracker()
         self._queues: dict[bytes, deque[_Offer]] = {}
         self._runners: dict[bytes, asyncio.Task[None]] = {}
-        self._requests: dict[str, asyncio.Future[Event]] = {}
+        self._requests: dict[str, tuple[asyncio.Future[Delivery], TaskHops]] = {}
         self._abandoned: OrderedDict[str, None] = OrderedDict()
         self._runs: dict[str, _Run] = {}
         self._recent: OrderedDict[str, _Run] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
+        self._settling: set[asyncio.Task[None]] = set()  # results awaiting their verdict
         self._stopping = asyncio.Event()
         self._closed = False
 
@@ -331,7 +370,7 @@ class Worker:
         self._closed = True
         if self._offers is not None:
             self._offers.stop_accepting()
-        runners = [t for t in self._runners.values() if not t.done()]
+        runners = [t for t in (*self._runners.values(), *self._settling) if not t.done()]
         if runners:
             _, pending = await asyncio.wait(runners, timeout=self.drain_timeout_s or None)
             if self.drain_timeout_s == 0 or pending:
@@ -367,26 +406,69 @@ class Worker:
             if not isinstance(offer, ev.TaskOffered):
                 self._finished(item)  # a decision of an older schema version: the follower's
                 continue
-            self._queues.setdefault(key, deque()).append(_Offer(item, offer))
+            entry = _Offer(item, offer, _hops_of(item))
+            # requested now, in arrival order: the repository's offers are pipelined
+            entry.lease = asyncio.ensure_future(self._request_lease(entry))
+            self._queues.setdefault(key, deque()).append(entry)
             if key not in self._runners or self._runners[key].done():
                 self._runners[key] = asyncio.ensure_future(self._drain_key(key))
 
     async def _drain_key(self, key: bytes) -> None:
+        """Run the repository's granted tasks in offer order, one handler at a time."""
         queue = self._queues[key]
         while queue:
             entry = queue.popleft()
             delivery = entry.delivery
             try:
+                assert entry.lease is not None
+                try:
+                    run = await entry.lease
+                except asyncio.CancelledError:
+                    queue.appendleft(entry)  # not started: released (or dropped) below
+                    raise
+                if run is None:
+                    self._finished(delivery)
+                    continue
                 name, agent_id = f"agent {entry.offer.contract.capability}", self.identity.actor_id
                 with handling(name, delivery.event.envelope, delivery.trace, agent_id=agent_id):
-                    await self._take(entry)
+                    settled = await self._run_task(run)
+                self._settle_aside(run, settled, delivery)
             except asyncio.CancelledError:
-                queue.appendleft(entry)
+                self._release_queued(queue)
                 raise
             except Exception:
                 log.exception("offer %s failed in the SDK; it will be re-offered", delivery.offset)
-            self._finished(delivery)
+                self._finished(delivery)
         self._queues.pop(key, None)
+
+    def _release_queued(self, queue: deque[_Offer]) -> None:
+        """Shutting down: leases granted to offers that never ran go back at once; requests
+        still unanswered are dropped (a late grant is released when it comes)."""
+        for entry in queue:
+            lease = entry.lease
+            if lease is None:
+                continue
+            if not lease.done():
+                lease.cancel()
+            elif not lease.cancelled() and lease.exception() is None:
+                run = lease.result()
+                if run is not None and run.clock.lease_id in self._runs:
+                    self._lose(run, "agent shutting down; lease released for another agent")
+                    self._spawn(self._report_unstarted(run))
+
+    def _settle_aside(self, run: _Run, settled: asyncio.Future[bool], delivery: Delivery) -> None:
+        """Await the verdict off the repository's queue; the offer finishes with it."""
+
+        async def settle() -> None:
+            try:
+                if await settled:
+                    self._accepted(run)
+            finally:
+                self._finished(delivery)
+
+        task = asyncio.ensure_future(settle())
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     def _finished(self, delivery: Delivery | Skipped) -> None:
         self._tracker.finished((delivery.topic, delivery.partition), delivery.offset)
@@ -410,11 +492,12 @@ class Worker:
     # ---------------------------------------------------------------------------------------
     # one offer: request, wait, run, report
 
-    async def _take(self, item: _Offer) -> None:
+    async def _request_lease(self, item: _Offer) -> _Run | None:
+        """Ask for the lease on an offer; the granted run, kept alive from now on, or None."""
         offer, envelope = item.offer, item.delivery.event.envelope
         definition = self.definitions.get(offer.contract.capability)
         if definition is None:
-            return  # another capability's offer on a shared topic
+            return None  # another capability's offer on a shared topic
         self.stats.offers += 1
         request = self._envelope(
             "LeaseRequested",
@@ -424,9 +507,10 @@ class Worker:
             envelope.trace_id,
             envelope.event_id,
         )
-        answer: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        self._requests[request.event_id] = answer
+        answer: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+        self._requests[request.event_id] = (answer, item.hops)
         requested_local = _mono_ms()
+        item.hops.requested = _now_ms()
         try:
             await self._send(request, ev.LeaseRequested(offer.contract.capability))
             decision = await asyncio.wait_for(answer, self.grant_timeout_s)
@@ -438,48 +522,47 @@ class Worker:
                 offer.contract.id,
                 self.grant_timeout_s,
             )
-            return
+            return None
+        except asyncio.CancelledError:
+            self._remember(self._abandoned, request.event_id, None)
+            raise
         finally:
             self._requests.pop(request.event_id, None)
         self.stats.grant_latency_ms.append(_mono_ms() - requested_local)
-        if isinstance(decision.payload, ev.EventRejected):
+        payload = decision.event.payload
+        if isinstance(payload, ev.EventRejected):
             self.stats.refused += 1
             log.warning(
                 "lease request for %s refused: %s %s",
                 offer.contract.id,
-                decision.payload.reason.value,
-                decision.payload.detail,
+                payload.reason.value,
+                payload.detail,
             )
-            return
-        if isinstance(decision.payload, ev.LeaseDenied):
+            return None
+        if isinstance(payload, ev.LeaseDenied):
             self.stats.denied += 1
             log.info(
-                "lease on %s denied: %s %s",
-                offer.contract.id,
-                decision.payload.reason.value,
-                decision.payload.detail,
+                "lease on %s denied: %s %s", offer.contract.id, payload.reason.value, payload.detail
             )
-            return
+            return None
         self.stats.granted += 1
-        if await self._work(definition, offer, decision, requested_local):
-            self.stats.round_trip_ms.append(_mono_ms() - requested_local)
-            self.stats.offer_to_accepted_ms.append(float(_now_ms() - envelope.occurred_at))
+        return self._granted(definition, offer, decision.event, requested_local, item.hops)
 
-    async def _work(
+    def _granted(
         self,
         definition: AgentDefinition,
         offer: ev.TaskOffered,
         grant_event: Event,
         requested_local: float,
-    ) -> bool:
-        """Run the granted task; True when its result was accepted."""
+        hops: TaskHops,
+    ) -> _Run:
+        """Keep the granted lease alive (heartbeats) until it settles, even while queued."""
         contract = offer.contract
         grant: ev.LeaseGranted = grant_event.payload  # type: ignore[assignment]
         envelope = grant_event.envelope
         clock = LeaseClock.granted(
             grant.lease_id, grant.epoch, grant.expires_at, envelope.occurred_at, requested_local
         )
-        workdir = Workdir(self.workdir_root, f"{definition.capability}-")
         lease = LeaseInfo(
             grant.lease_id, grant.epoch, grant.expires_at, grant.attempt, grant.inputs
         )
@@ -490,7 +573,7 @@ class Worker:
             change_id=change_id,
             trace_id=envelope.trace_id,
             lease=lease,
-            scratch=workdir,
+            scratch=Workdir(self.workdir_root, f"{definition.capability}-"),
             logger=task_logger(
                 logging.getLogger(f"sdlcflow.agents.{definition.capability}"),
                 trace_id=envelope.trace_id,
@@ -501,21 +584,74 @@ class Worker:
             change=offer.change,
             policy_modes=offer.policy_modes,
         )
-        run = _Run(definition, ctx, clock, grant_event, asyncio.get_running_loop().create_future())
+        verdict: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+        run = _Run(definition, ctx, clock, grant_event, verdict, hops, requested_local)
         ctx.heartbeater = lambda details: ctx.logger.debug("progress %s", details)
         self._runs[grant.lease_id] = run
-        keeper = asyncio.ensure_future(self._keep(run))
-        try:
-            outcome = await execute(definition, ctx, stop_grace_s=self.stop_grace_s)
-            return await self._report(run, outcome)
-        finally:
-            keeper.cancel()
-            self._runs.pop(grant.lease_id, None)
-            self._remember(self._recent, grant.lease_id, run)
-            if workdir.made:
-                await asyncio.to_thread(workdir.remove)
+        run.keeper = asyncio.ensure_future(self._keep(run))
+        return run
 
-    async def _report(self, run: _Run, outcome: Succeeded | Failed | Lost) -> bool:
+    async def _run_task(self, run: _Run) -> asyncio.Future[bool]:
+        """Run the handler and send its result; the returned future says (later) whether the
+        coordinator accepted it."""
+        run.hops.started = _now_ms()
+        if run.ctx.lost.is_set():  # lost while queued behind the repository's earlier tasks
+            await self._report_unstarted(run)
+            return self._done(run, accepted=False)
+        try:
+            outcome = await execute(run.definition, run.ctx, stop_grace_s=self.stop_grace_s)
+            confirmed = await self._report(run, outcome)
+        except BaseException:
+            self._done(run, accepted=False)
+            raise
+        if confirmed is None:
+            return self._done(run, accepted=False)
+        return asyncio.ensure_future(self._verdict_of(run, confirmed))
+
+    async def _verdict_of(self, run: _Run, confirmed: asyncio.Future[None]) -> bool:
+        try:
+            return await self._await_verdict(run, confirmed)
+        finally:
+            self._done(run, accepted=False)
+
+    def _done(self, run: _Run, *, accepted: bool) -> asyncio.Future[bool]:
+        """Stop keeping the lease and forget the run (it stays answerable to compensation)."""
+        if run.keeper is not None:
+            run.keeper.cancel()
+        lease_id = run.clock.lease_id
+        if self._runs.pop(lease_id, None) is not None:
+            self._remember(self._recent, lease_id, run)
+            if run.ctx.scratch.made:
+                self._spawn(asyncio.to_thread(run.ctx.scratch.remove))
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        done.set_result(accepted)
+        return done
+
+    def _accepted(self, run: _Run) -> None:
+        self.stats.round_trip_ms.append(_mono_ms() - run.requested_local)
+        self.stats.offer_to_accepted_ms.append(float(_now_ms() - run.hops.cause))
+        if self.record_hops:
+            self.stats.hops.append(run.hops)
+
+    async def _report_unstarted(self, run: _Run) -> None:
+        """A lease lost (or given back) before its handler started: nothing to compensate."""
+        run.compensated = True
+        self.stats.lost += 1
+        grant = run.holder_event.payload
+        assert isinstance(grant, ev.LeaseGranted)
+        reason = run.clock.reason or "lease lost"
+        run.ctx.logger.warning("lease lost before the handler started (%s)", reason)
+        self._done(run, accepted=False)
+        await self._send_for(
+            run,
+            ev.LeaseReleased(grant.lease_id, grant.epoch, f"lease lost before running: {reason}"),
+        )
+
+    async def _report(
+        self, run: _Run, outcome: Succeeded | Failed | Lost
+    ) -> asyncio.Future[None] | None:
+        """Publish the outcome; the broker's confirmation of the result, or None when the
+        lease was lost (its LeaseReleased is confirmed before this returns)."""
         ctx, grant = run.ctx, run.holder_event.payload
         assert isinstance(grant, ev.LeaseGranted)
         payload: Payload
@@ -532,7 +668,7 @@ class Worker:
             )
             ctx.logger.warning("lease lost (%s); compensation: %s", outcome.reason, status)
             await self._send_for(run, payload)
-            return False
+            return None
         if isinstance(outcome, Succeeded):
             self.stats.succeeded += 1
             result = outcome.result
@@ -550,24 +686,33 @@ class Worker:
             payload = ev.TaskFailed(
                 grant.lease_id, grant.epoch, outcome.error[:_MAX_ERROR_CHARS], outcome.retryable
             )
-        await self._send_for(run, payload)
-        return await self._await_verdict(run)
+        # queued without waiting: the next task of the repository may start at once (the
+        # producer keeps their order); the confirmation is awaited with the verdict
+        confirmed = self._publisher_of().send(
+            AGENT_EVENTS, self._signed(self._envelope_for(run, type(payload).__name__), payload)
+        )
+        run.hops.result_sent = _now_ms()
+        return confirmed
 
-    async def _await_verdict(self, run: _Run) -> bool:
+    async def _await_verdict(self, run: _Run, confirmed: asyncio.Future[None]) -> bool:
+        try:
+            await confirmed
+        except DeliveryError as exc:
+            run.ctx.logger.warning("result not delivered; the task will be re-offered: %s", exc)
+            return False
         try:
             verdict = await asyncio.wait_for(asyncio.shield(run.verdict), self.verdict_timeout_s)
         except TimeoutError:
             run.ctx.logger.warning("no verdict on the result within %.1f s", self.verdict_timeout_s)
             return False
         run.clock.settle()
-        if isinstance(verdict.payload, ev.TaskCompleted):
+        payload = verdict.event.payload
+        if isinstance(payload, ev.TaskCompleted):
             self.stats.accepted += 1
             return True
-        if isinstance(verdict.payload, ev.ResultRejected):
+        if isinstance(payload, ev.ResultRejected):
             self.stats.rejected += 1
-            run.ctx.logger.warning(
-                "result rejected: %s %s", verdict.payload.reason.value, verdict.payload.detail
-            )
+            run.ctx.logger.warning("result rejected: %s %s", payload.reason.value, payload.detail)
         return False
 
     # ---------------------------------------------------------------------------------------
@@ -594,33 +739,38 @@ class Worker:
     # ---------------------------------------------------------------------------------------
     # decisions from the coordinator
 
-    def _on_decisions(self, events: list[Event]) -> None:
-        me = self.identity.actor_id
-        for event in events:
+    def _on_decisions(self, decisions: list[Delivery]) -> None:
+        me, seen = self.identity.actor_id, _now_ms()
+        for decision in decisions:
+            event = decision.event
             payload = event.payload
             cause = event.envelope.causation_id
             if isinstance(payload, ev.LeaseGranted | ev.LeaseDenied):
                 if payload.holder == me and cause is not None:
-                    self._answer(cause, event)
+                    self._answer(cause, decision, seen)
             elif isinstance(payload, ev.EventRejected):
                 if payload.actor_id == me and cause is not None:
-                    self._answer(cause, event)  # the request itself was refused
+                    self._answer(cause, decision, seen)  # the request itself was refused
             elif isinstance(payload, ev.TaskCancelled):
                 for run in list(self._runs.values()):
                     if run.ctx.task_id == event.envelope.task_id:
                         self._lose(run, f"task cancelled: {payload.reason}")
             else:
-                self._on_lease_decision(event, me)
+                self._on_lease_decision(decision, me, seen)
 
-    def _answer(self, cause: str, event: Event) -> None:
-        waiter = self._requests.get(cause)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(event)
+    def _answer(self, cause: str, decision: Delivery, seen: float) -> None:
+        waiting = self._requests.get(cause)
+        event = decision.event
+        if waiting is not None and not waiting[0].done():
+            waiter, hops = waiting
+            hops.grant_produced, hops.grant_seen = float(decision.timestamp or 0), seen
+            waiter.set_result(decision)
         elif cause in self._abandoned and isinstance(event.payload, ev.LeaseGranted):
             grant = event.payload  # arrived after we gave up: hand it straight back
             self._spawn(self._release_late(event, grant))
 
-    def _on_lease_decision(self, event: Event, me: str) -> None:
+    def _on_lease_decision(self, decision: Delivery, me: str, seen: float) -> None:
+        event = decision.event
         payload = event.payload
         lease_id = getattr(payload, "lease_id", None)
         if not isinstance(lease_id, str):
@@ -646,7 +796,9 @@ class Worker:
         elif isinstance(payload, ev.LeaseExpired):
             self._lose(run, "lease expired")
         elif event.envelope.type in VERDICTS and not run.verdict.done():
-            run.verdict.set_result(event)
+            run.hops.verdict_produced = float(decision.timestamp or 0)
+            run.hops.verdict_seen = seen
+            run.verdict.set_result(decision)
 
     def _compensation_requested(self, lease_id: str, request: ev.CompensationRequested) -> None:
         """Undo a lease's writes: a running handler is stopped (the loss path compensates);
@@ -713,11 +865,17 @@ class Worker:
         await self._send(self._envelope_for(run, type(payload).__name__), payload)
 
     async def _send(self, envelope: Envelope, payload: Payload) -> None:
-        await self._publish(AGENT_EVENTS, Event(self.identity.sign(envelope, payload), payload))
+        await self._publish(AGENT_EVENTS, self._signed(envelope, payload))
+
+    def _signed(self, envelope: Envelope, payload: Payload) -> Event:
+        return Event(self.identity.sign(envelope, payload), payload)
 
     async def _publish(self, topic: str, event: Event) -> None:
+        await self._publisher_of().publish(topic, event)
+
+    def _publisher_of(self) -> AsyncPublisher:
         assert self._publisher is not None, "Worker not started: use `async with Worker(...)`"
-        await self._publisher.publish(topic, event)
+        return self._publisher
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -734,6 +892,11 @@ class Worker:
         cache[key] = value
         while len(cache) > _RECENT_LEASES:
             cache.popitem(last=False)
+
+
+def _hops_of(delivery: Delivery) -> TaskHops:
+    produced = float(delivery.timestamp or 0)
+    return TaskHops(float(delivery.event.envelope.occurred_at), produced, float(_now_ms()))
 
 
 def _verified_from(inputs: tuple[ev.ArtifactRef, ...]) -> VerifiedState:
