@@ -1,17 +1,32 @@
 """No-op agent round trip: offer -> lease request -> grant -> result -> accepted.
 
-Runs one agent process (a Worker serving no-op `lint` and `test` agents) against the
-coordinator engine (`LoopbackCoordinator`: the processors' CoordinatorEngine in a plain Kafka
-loop, in its own process) on the local broker. Both serve only this run's repositories
-(`--repos`-style glob), so other users of the shared broker cost them no decoding. Change
-requests of the `code-change` template are submitted at each offered rate in turn; each yields
-a lint and a test offer. For each rate it prints p50/p99 of the per-task round trip (lease
-request sent -> TaskCompleted seen), of offer -> accepted (the offer's decision time to the
-verdict), of the grant latency, and accepted tasks/s.
+Runs one agent process (a Worker serving no-op `lint` and `test` agents) against a
+coordinator in its own process on the local broker: `--coordinator loopback` (default) is the
+processors' CoordinatorEngine in a plain Kafka loop (`LoopbackCoordinator`), `--coordinator
+processors` is `sdlcflow run processors` itself (faust, rocksdb tables, changelogs). Both serve
+only this run's repositories, so other users of the shared broker cost them no decoding.
+Change requests of the `code-change` template are submitted at each offered rate in turn; each
+yields a lint and a test offer. For each rate it prints p50/p99 of the per-task round trip
+(lease request sent -> TaskCompleted seen), of offer -> accepted (the offer's decision time to
+the verdict), of the grant latency, accepted tasks/s, and the median and p99 of each hop
+(`hops_ms`, from the Worker's `TaskHops`; all clocks are this host's):
+
+    decide_offer      the offer's cause (the change request) -> offer produced (coordinator)
+    offer_delivery    offer produced -> seen by the agent's event loop
+    queued            offer seen -> lease requested
+    decide_grant      lease requested -> grant produced (coordinator)
+    grant_delivery    grant produced -> seen by the agent
+    wait_to_start     grant seen -> handler started (behind the repository's earlier task)
+    handler           handler started -> result sent
+    decide_verdict    result sent -> TaskCompleted produced (coordinator)
+    verdict_delivery  TaskCompleted produced -> seen by the agent
+    enqueue_to_grant  the offer's cause -> grant produced (the suite's enqueue -> lease)
 
 `--compare` also runs, side by side in the same run, a worker with Nagle's algorithm off and
 librdkafka's default fetch.wait.max.ms (500 ms) for the offers (ours: 50 ms, see _transport);
-`--rounds N` alternates the two N times so drifting machine load hits both alike.
+`--processors-env 'SDLCFLOW_BATCH_WITHIN_MS=5'` (repeatable; `;` joins several variables) adds
+a run with the processors started with that environment. `--rounds N` alternates the runs N
+times so drifting machine load hits them all alike.
 
     .venv/bin/python benchmarks/agent_roundtrip_bench.py --rates 50,200,1000 --compare
 """
@@ -24,8 +39,11 @@ import json
 import multiprocessing
 import os
 import statistics
+import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +51,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from sdlcflow.agents import AgentIdentity, TaskContract, TaskResult, Worker, agent
 from sdlcflow.agents._loopback import LoopbackCoordinator
+from sdlcflow.agents._worker import TaskHops
 from sdlcflow.bench.machine import describe_machine
+from sdlcflow.bench.processes import ProcessSet
 from sdlcflow.core.events import Actor, ActorKind, ChangeRequested, Envelope, Event
 from sdlcflow.identity import (
     CredentialClaims,
@@ -118,6 +138,25 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+HOPS: dict[str, Callable[[TaskHops], float]] = {
+    "decide_offer": lambda h: h.offer_produced - h.cause,
+    "offer_delivery": lambda h: h.offer_seen - h.offer_produced,
+    "queued": lambda h: h.requested - h.offer_seen,
+    "decide_grant": lambda h: h.grant_produced - h.requested,
+    "grant_delivery": lambda h: h.grant_seen - h.grant_produced,
+    "wait_to_start": lambda h: h.started - h.grant_seen,
+    "handler": lambda h: h.result_sent - h.started,
+    "decide_verdict": lambda h: h.verdict_produced - h.result_sent,
+    "verdict_delivery": lambda h: h.verdict_seen - h.verdict_produced,
+    "enqueue_to_grant": lambda h: h.grant_produced - h.cause,
+}
+
+
+def hop_summary(hops: list[TaskHops]) -> dict[str, dict[str, float | None]]:
+    """p50/p99 of each hop over the phase's accepted tasks."""
+    return {name: summary([of(h) for h in hops]) for name, of in HOPS.items()}
+
+
 def summary(values: list[float]) -> dict[str, float | None]:
     return {
         "p50": round(pct(values, 0.5), 2),
@@ -154,6 +193,7 @@ class Marks:
         self.round_trip = len(stats.round_trip_ms)
         self.offer = len(stats.offer_to_accepted_ms)
         self.grant = len(stats.grant_latency_ms)
+        self.hops = len(stats.hops)
         self.agent_cpu = time.process_time()
         self.coordinator_cpu = cpu_seconds(coordinator_pid)
         self.reads = worker.task_topic_reads()
@@ -184,6 +224,7 @@ async def phase(
         "round_trip_ms": summary(stats.round_trip_ms[marks.round_trip :]),
         "offer_to_accepted_ms": summary(stats.offer_to_accepted_ms[marks.offer :]),
         "grant_ms": summary(stats.grant_latency_ms[marks.grant :]),
+        "hops_ms": hop_summary(stats.hops[marks.hops :]),
         "agent_cpu_ms_per_task": round((time.process_time() - marks.agent_cpu) * per_task, 2),
         "coordinator_cpu_ms_per_task": round(
             (cpu_seconds(coordinator_pid) - marks.coordinator_cpu) * per_task, 2),
@@ -194,7 +235,71 @@ async def phase(
     }  # fmt: skip
 
 
-Overrides = tuple[dict[str, Any], dict[str, Any]]  # producer, consumer
+# producer, consumer (agent librdkafka settings), processors' environment
+Overrides = tuple[dict[str, Any], dict[str, Any], dict[str, str]]
+
+
+@contextmanager
+def loopback(
+    bootstrap: str, prefix: str, args: argparse.Namespace, _env: dict[str, str]
+) -> Iterator[int]:
+    """The LoopbackCoordinator in its own process; yields its pid."""
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    process = context.Process(
+        target=serve_coordinator,
+        args=(bootstrap, prefix, args.issuer.key_id, args.issuer.public_key_b64, ready, stop),
+    )
+    process.start()
+    try:
+        ready.wait(60)
+        assert process.pid is not None
+        yield process.pid
+    finally:
+        stop.set()
+        process.join(15)
+
+
+@contextmanager
+def processors(
+    bootstrap: str, prefix: str, args: argparse.Namespace, env: dict[str, str]
+) -> Iterator[int]:
+    """`sdlcflow run processors` (one faust worker, a fresh app id and data dir); its pid."""
+    with tempfile.TemporaryDirectory(prefix="bench-rt-") as tmp:
+        workdir = Path(tmp)
+        trust = workdir / "trusted-issuers.json"
+        trust.write_text(json.dumps({args.issuer.key_id: args.issuer.public_key_b64}))
+        procs = ProcessSet(workdir)
+        argv = [
+            "-m", "sdlcflow.cli", "run", "processors", "--from-end",
+            "--app-id", f"{prefix.rstrip('/')}-coordinator",
+            "--data-dir", str(workdir / "processors"), "--trusted-issuers", str(trust),
+            "--repos", f"{prefix}*", "--loglevel", "warning",
+        ]  # fmt: skip
+        managed = procs.start("processors", argv, {"SDLCFLOW_KAFKA_BOOTSTRAP": bootstrap, **env})
+        try:
+            yield managed.process.pid
+        finally:
+            procs.stop("processors")
+            procs.close()
+
+
+COORDINATORS = {"loopback": loopback, "processors": processors}
+
+
+async def warm_up(worker: Worker, prefix: str, args: argparse.Namespace) -> None:
+    """Until one change's two tasks are accepted: group joined, coordinator serving."""
+    deadline = time.monotonic() + args.timeout_s
+    while time.monotonic() < deadline:
+        before = worker.stats.accepted
+        await submit(worker.bootstrap, prefix, 1, 1.0, 1)
+        until = time.monotonic() + 10.0
+        while worker.stats.accepted < before + 2 and time.monotonic() < until:
+            await asyncio.sleep(0.05)
+        if worker.stats.accepted >= before + 2:
+            await asyncio.sleep(args.warmup_s)
+            return
+    raise RuntimeError(f"the coordinator did not accept a warm-up change in {args.timeout_s} s")
 
 
 async def run_worker(
@@ -202,40 +307,33 @@ async def run_worker(
 ) -> list[dict[str, Any]]:
     bootstrap = Settings.from_env().kafka_bootstrap
     prefix = f"bench-rt-{uuid.uuid4().hex[:8]}/"
-    context = multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
-    coordinator = context.Process(
-        target=serve_coordinator,
-        args=(bootstrap, prefix, args.issuer.key_id, args.issuer.public_key_b64, ready, stop),
-    )
-    coordinator.start()
-    await asyncio.to_thread(ready.wait, 60)
     phases = []
-    try:
+    serve = COORDINATORS[args.coordinator]
+    with serve(bootstrap, prefix, args, overrides[2]) as coordinator_pid:
         worker = Worker(
             [noop_lint, noop_test], bootstrap=bootstrap, identity=identity,
             concurrency=args.concurrency, group_id=f"bench-{uuid.uuid4().hex[:8]}",
             repos=(f"{prefix}*",), producer_config=overrides[0],
-            consumer_config={"auto.offset.reset": "latest", **overrides[1]},
+            consumer_config={"auto.offset.reset": "latest", **overrides[1]}, record_hops=True,
         )  # fmt: skip
         async with worker:
-            await asyncio.sleep(args.warmup_s)  # group join and partition assignment
+            await warm_up(worker, prefix, args)
             for rate in args.rates:
-                assert coordinator.pid is not None
-                result = await phase(worker, coordinator.pid, prefix, rate, args)
+                result = await phase(worker, coordinator_pid, prefix, rate, args)
                 print(json.dumps({"settings": name, **result}))
                 phases.append({"settings": name, **result})
-    finally:
-        stop.set()
-        coordinator.join(15)
     return phases
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     identity, args.issuer = identity_and_issuer()
-    runs: list[tuple[str, Overrides]] = [("sdlcflow agent settings", ({}, {}))]
+    runs: list[tuple[str, Overrides]] = [("sdlcflow settings", ({}, {}, {}))]
     if args.compare:
-        runs.append(("nagle off, 500 ms fetch wait", (ALTERNATIVE_PRODUCER, ALTERNATIVE_CONSUMER)))
+        alternative = (ALTERNATIVE_PRODUCER, ALTERNATIVE_CONSUMER, {})
+        runs.append(("nagle off, 500 ms fetch wait", alternative))
+    for variant in args.processors_env:
+        env = dict(pair.split("=", 1) for pair in variant.split(";") if pair)
+        runs.append((f"processors with {variant}", ({}, {}, env)))
     phases: list[dict[str, Any]] = []
     for round_ in range(args.rounds):  # alternate settings, so load drift hits both alike
         for name, overrides in runs:
@@ -248,8 +346,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "target": {"p99_ms": 25, "tasks_per_s": 1000},
         "concurrency": args.concurrency, "repos": args.repos, "tasks_per_phase": args.tasks,
         "phases": phases,
-        "coordinator": "LoopbackCoordinator (processors CoordinatorEngine) in its own process, "
-        "serving only this run's repositories",
+        "coordinator": {
+            "loopback": "LoopbackCoordinator (processors CoordinatorEngine) in its own process",
+            "processors": "sdlcflow run processors (one faust worker, rocksdb)",
+        }[args.coordinator] + ", serving only this run's repositories",
         "agent": "one Worker process; follows its tasks on sdlc.tasks.<capability> only",
         "machine": describe_machine(),
     }  # fmt: skip
@@ -266,11 +366,21 @@ if __name__ == "__main__":
     )
     parser.add_argument("--concurrency", type=int, default=64, help="Worker concurrency")
     parser.add_argument("--repos", type=int, default=200, help="distinct repositories")
-    parser.add_argument("--warmup-s", type=float, default=6.0, help="wait for group assignment")
+    parser.add_argument(
+        "--coordinator", choices=sorted(COORDINATORS), default="loopback",
+        help="the engine in a plain Kafka loop, or `sdlcflow run processors` (faust)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--warmup-s", type=float, default=2.0, help="settle time after the first accepted change"
+    )
     parser.add_argument("--timeout-s", type=float, default=120.0, help="give up after this")
     parser.add_argument(
         "--compare", action="store_true", help="also run with librdkafka's default settings"
     )
+    parser.add_argument(
+        "--processors-env", action="append", default=[], metavar="NAME=VALUE[;NAME=VALUE]",
+        help="also run with the processors started with this environment (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=1, help="repeat (alternating) this often")
     result = asyncio.run(main(parser.parse_args()))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
