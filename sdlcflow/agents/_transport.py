@@ -3,6 +3,8 @@
 - offers: a consumer-group subscription to `sdlc.tasks.<capability>`; it hands offers to the
   event loop only while the worker has free slots (partitions are paused otherwise, so the poll
   loop keeps the group membership alive), and commits the offsets the loop says are safe.
+  Messages it skips (decisions, other repositories' offers) take no slot: only their offsets
+  travel to the loop, so a busy shared topic cannot crowd out this worker's offers.
 - follower: a group-less assignment of every partition of the same task topics, from their end
   at start-up. The coordinator routes every decision about a task (grant, denial, extension,
   revocation, expiry, verdict) to its capability's task topic, so this sees them even when a
@@ -46,6 +48,7 @@ from sdlcflow.streams.wire import EventCodec, record_name
 log = logging.getLogger("sdlcflow.agents.transport")
 
 POLL_S = 0.05  # short polls keep shutdown and pause/resume responsive
+MAX_BATCH = 500  # messages handed to the loop at once
 METADATA_TIMEOUT_S = 10.0
 
 # The offer consumer pauses its partitions while every slot is busy. The broker answers a
@@ -259,14 +262,29 @@ class OfferConsumer:
                 self._apply_commits(asynchronous=True)
                 free = self._take_slots()
                 self._flow(free > 0)
-                messages = _poll_batch(self._consumer, max(free, 1))
-                batch = [self._decode(m) for m in messages if _check_error(m)]
+                batch = self._poll_offers(free)
                 if batch:
-                    self._use_slots(len(batch))
+                    self._use_slots(sum(not isinstance(item, Skipped) for item in batch))
                     self._deliver(batch)
         except BaseException as exc:  # surfaced by the worker, never swallowed
             self.error = exc
             log.exception("offer consumer stopped")
+
+    def _poll_offers(self, free: int) -> OfferBatch:
+        """Up to `free` offers (one within POLL_S, then what is buffered), and the skipped
+        messages among them."""
+        batch: OfferBatch = []
+        offers = 0
+        message = self._consumer.poll(POLL_S)
+        while message is not None:
+            if _check_error(message):
+                item = self._decode(message)
+                batch.append(item)
+                offers += not isinstance(item, Skipped)
+            if offers >= free or len(batch) >= MAX_BATCH:
+                break
+            message = self._consumer.poll(0)
+        return batch
 
     def _flow(self, open_: bool) -> None:
         if open_ == (not self._paused):
@@ -371,7 +389,7 @@ class TaskFollower:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                messages = _poll_batch(self._consumer, 500)
+                messages = _poll_batch(self._consumer, MAX_BATCH)
                 found = [d for m in messages if _check_error(m) and (d := self._decision(m))]
                 if found:
                     self._deliver(found)

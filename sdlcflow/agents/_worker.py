@@ -398,8 +398,8 @@ class Worker:
                 continue
             tp = (item.topic, item.partition)
             self._tracker.started(tp, item.offset)
-            if isinstance(item, Skipped):
-                self._finished(item)  # decisions (the follower reads them), other repositories
+            if isinstance(item, Skipped):  # decisions (the follower reads them), other repositories
+                self._finished(item, slot=False)
                 continue
             key = item.key or item.event.envelope.repo.encode()
             offer = item.event.payload
@@ -470,9 +470,9 @@ class Worker:
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
-    def _finished(self, delivery: Delivery | Skipped) -> None:
+    def _finished(self, delivery: Delivery | Skipped, *, slot: bool = True) -> None:
         self._tracker.finished((delivery.topic, delivery.partition), delivery.offset)
-        if self._offers is not None:
+        if self._offers is not None and slot:
             self._offers.release_slot()
         self._commit()
 

@@ -176,6 +176,47 @@ class TestRoundTrip:
         assert (worker.stats.granted, worker.stats.succeeded, worker.stats.lost) == (2, 2, 0)
 
 
+class TestPipelinedOffers:
+    """A repository's later offer is leased while its earlier task runs, kept alive, then run."""
+
+    async def test_a_queued_lease_outlives_its_ttl_and_runs_after_the_earlier_task(
+        self, kafka_bootstrap: str, coordinator: LoopbackCoordinator, ops: Ops
+    ) -> None:
+        steps: list[tuple[str, str]] = []
+        worker: Worker | None = None
+
+        async def hold_first(task: TaskContract) -> TaskResult:
+            steps.append(("start", task.capability))
+            if len(steps) == 1:  # the other offer (same repository) waits behind this one
+                assert worker is not None
+                # both leases granted, and heartbeats spanning more than a TTL (2 per TTL/3)
+                await until(lambda: worker.stats.granted == 2 and worker.stats.heartbeats >= 8)
+            steps.append(("end", task.capability))
+            return TaskResult()
+
+        @agent("lint")
+        async def lint(task: TaskContract) -> TaskResult:
+            return await hold_first(task)
+
+        @agent("test")
+        async def test(task: TaskContract) -> TaskResult:
+            return await hold_first(task)
+
+        agents = [lint, test]
+        identity = ops.identity("agent-pipelined", ("lint", "test"))
+        worker = worker_for(kafka_bootstrap, agents, identity, concurrency=2)
+        async with worker:
+            submit(kafka_bootstrap, f"acme/{RUN}-pipe-{uuid.uuid4().hex[:6]}", "7" * 40)
+            await until(lambda: worker.stats.accepted + worker.stats.lost >= 2)
+        first, second = steps[0][1], steps[2][1]
+        assert steps == [("start", first), ("end", first), ("start", second), ("end", second)]
+        assert (worker.stats.accepted, worker.stats.lost, worker.stats.heartbeats >= 8) == (
+            2,
+            0,
+            True,
+        )
+
+
 class TestKilledAgent:
     """A SIGKILLed agent's lease expires and another agent finishes the task with epoch + 1."""
 
