@@ -494,10 +494,17 @@ class Worker:
 
     async def _request_lease(self, item: _Offer) -> _Run | None:
         """Ask for the lease on an offer; the granted run, kept alive from now on, or None."""
-        offer, envelope = item.offer, item.delivery.event.envelope
+        offer, delivery = item.offer, item.delivery
         definition = self.definitions.get(offer.contract.capability)
         if definition is None:
             return None  # another capability's offer on a shared topic
+        name, agent_id = f"agent {offer.contract.capability}", self.identity.actor_id
+        # a span of its own (the request is its child), like the handler's span later
+        with handling(name, delivery.event.envelope, delivery.trace, agent_id=agent_id):
+            return await self._lease(definition, item)
+
+    async def _lease(self, definition: AgentDefinition, item: _Offer) -> _Run | None:
+        offer, envelope = item.offer, item.delivery.event.envelope
         self.stats.offers += 1
         request = self._envelope(
             "LeaseRequested",
