@@ -14,7 +14,8 @@ import hashlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import Any
 
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import (
@@ -51,7 +52,6 @@ from sdlcflow.core.state import (
     inputs_of,
 )
 
-_T = TypeVar("_T")
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://sdlcflow.dev/events")
 COORDINATOR = Actor(ActorKind.COORDINATOR, "coordinator")
 
@@ -264,6 +264,13 @@ def _live_change(run: _Run, event: Event) -> ChangeState | None:
 
 
 def _live_task(run: _Run, event: Event) -> tuple[ChangeState, TaskState] | None:
+    envelope = event.envelope
+    change_id = envelope.change_id
+    if change_id:  # the common case first: a live change and task, found with two lookups
+        change = run.state.changes.get(change_id)
+        task = change.tasks.get(envelope.task_id or "") if change is not None else None
+        if change is not None and task is not None:
+            return change, task
     change = _live_change(run, event)
     if change is None:
         return None
@@ -487,7 +494,12 @@ def _close(run: _Run, change_id: str, outcome: Outcome, reason: str, by: str) ->
 # conflicts and resource leases
 
 
+@lru_cache(maxsize=8192)
 def _overlaps(mine: tuple[str, ...], theirs: tuple[str, ...]) -> tuple[str, ...]:
+    """The claims of `mine` that one of `theirs` names or matches as a glob, in `mine`'s order.
+
+    Cached: changes compare the same claim tuples again at every resource decision, and the
+    result depends on nothing else."""
     found: list[str] = []
     for a in mine:
         for b in theirs:
@@ -572,12 +584,13 @@ def _advance(run: _Run, change_id: str) -> None:
     change = run.state.changes.get(change_id)
     if change is None:
         return
+    seen = len(run.out)
     for task_id in tuple(change.tasks):
-        change = run.state.changes[change_id]
+        if len(run.out) != seen:  # decisions since the change was read: read it again
+            seen = len(run.out)
+            change = run.state.changes[change_id]
         task = change.tasks[task_id]
-        if task.status is not TaskStatus.PENDING:
-            continue
-        if not all(change.tasks[need].status in DONE for need in task.contract.needs):
+        if task.status is not TaskStatus.PENDING or not _needs_done(change, task.contract):
             continue
         contract = task.contract
         if contract.when and not evaluate(contract.when, _context(change)):
@@ -597,8 +610,16 @@ def _advance(run: _Run, change_id: str) -> None:
         else:
             _offer(run, change_id, task, OfferReason.READY, 1)
     change = run.state.changes[change_id]
-    if all(t.status in DONE for t in change.tasks.values()):
-        _close(run, change_id, Outcome.PROMOTED, "every task done", COORDINATOR.id)
+    for task in change.tasks.values():
+        if task.status not in DONE:
+            return
+    _close(run, change_id, Outcome.PROMOTED, "every task done", COORDINATOR.id)
+
+
+def _needs_done(change: ChangeState, contract: TaskContract) -> bool:
+    """Is every task this one needs done (succeeded or skipped)?"""
+    tasks = change.tasks
+    return all(tasks[need].status in DONE for need in contract.needs)
 
 
 def _is_approval(contract: TaskContract) -> bool:
@@ -817,22 +838,28 @@ def _on_credential_revoked(run: _Run, event: Event) -> None:
 
 
 def _on_tick(run: _Run, _event: Event) -> None:
+    now = run.now
     for change_id in tuple(run.state.changes):
         change = run.state.changes.get(change_id)
         if change is None:
             continue
+        seen = len(run.out)
         for task_id in tuple(change.tasks):
-            change = run.state.changes.get(change_id)
-            if change is None:
-                break
+            if len(run.out) != seen:  # decisions since the change was read: read it again
+                seen = len(run.out)
+                change = run.state.changes.get(change_id)
+                if change is None:
+                    break
             task = change.tasks[task_id]
-            if task.lease is not None and task.lease.expires_at <= run.now:
+            lease = task.lease
+            status = task.status
+            if lease is not None and lease.expires_at <= now:
                 _expire(run, change_id, task)
-            elif task.status is TaskStatus.RETRY_WAIT and (task.retry_due or 0) <= run.now:
+            elif status is TaskStatus.RETRY_WAIT and (task.retry_due or 0) <= now:
                 _offer(run, change_id, task, OfferReason.RETRY, task.attempt + 1)
-            elif task.status is TaskStatus.OFFERED and _offer_lapsed(run, change, task):
+            elif status is TaskStatus.OFFERED and _offer_lapsed(run, change, task):
                 _offer(run, change_id, task, OfferReason.READY, task.attempt)
-            elif task.status is TaskStatus.AWAITING_APPROVAL:
+            elif status is TaskStatus.AWAITING_APPROVAL:
                 _approval_timeout(run, change_id, task)
 
 
