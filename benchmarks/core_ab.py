@@ -1,0 +1,147 @@
+"""Is the pure core faster than it was? The working tree against a git revision, side by side.
+
+On a shared machine absolute figures move with the load, so this compares two versions of
+`sdlcflow.core` in one run: core_bench's input log (built once, by the working tree) is replayed
+through `handle` by child processes that alternate between the two versions (ABBA order), and
+each child reports its best CPU time of three passes. The ratio of the medians and the ratio of
+each pair are the figures to read; both versions must make the same number of decisions.
+
+    .venv/bin/python benchmarks/core_ab.py --base main~3 [--rounds 6] [--quick]
+
+Writes benchmarks/results/core_ab.json with a machine description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "core_ab.json"
+PASSES = 3
+
+
+def replay_child(log_path: str) -> None:
+    """In a child whose PYTHONPATH picks the version: best CPU seconds of replaying the log."""
+    from core_bench import CONFIG
+
+    from sdlcflow.core.decider import handle
+    from sdlcflow.core.state import RepoState
+
+    inputs = pickle.loads(Path(log_path).read_bytes())
+    best, decisions = float("inf"), 0
+    for _ in range(PASSES):
+        state, decisions = RepoState(), 0
+        started = time.process_time()
+        for event in inputs:
+            state, out = handle(state, event, CONFIG)
+            decisions += len(out)
+        best = min(best, time.process_time() - started)
+    print(json.dumps({"cpu_s": best, "decisions": decisions}))
+
+
+def export_revision(revision: str, into: Path) -> Path:
+    """The package as it was at `revision`, unpacked under `into`."""
+    archive = subprocess.run(
+        ["git", "archive", revision, "sdlcflow"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def run_child(tree: Path, log_path: Path) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}"}
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", str(log_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"replay under {tree} failed:\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default="main", help="git revision to compare against")
+    parser.add_argument("--rounds", type=int, default=6, help="pairs of runs (ABBA order)")
+    parser.add_argument("--quick", action="store_true", help="the small log of core_bench")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        replay_child(args.child)
+        return 0
+    from core_bench import build_log
+
+    from sdlcflow.bench.machine import describe_machine
+
+    changes, concurrency = (60, 10) if args.quick else (400, 25)
+    inputs, _mix = build_log(changes, concurrency)
+    load_at_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="core-ab-") as scratch:
+        log_path = Path(scratch) / "inputs.pickle"
+        log_path.write_bytes(pickle.dumps(inputs))
+        trees = {"base": export_revision(args.base, Path(scratch) / "base"), "work": ROOT}
+        cpu: dict[str, list[float]] = {"base": [], "work": []}
+        decisions: dict[str, float] = {}
+        for round_no in range(args.rounds):
+            order = ("base", "work") if round_no % 2 == 0 else ("work", "base")
+            for name in order:
+                result = run_child(trees[name], log_path)
+                cpu[name].append(result["cpu_s"])
+                decisions[name] = result["decisions"]
+            print(
+                f"round {round_no + 1}: base {cpu['base'][-1]:.3f} s, "
+                f"work {cpu['work'][-1]:.3f} s CPU"
+            )
+    pairs = [b / w for b, w in zip(cpu["base"], cpu["work"], strict=True)]
+    base_median, work_median = statistics.median(cpu["base"]), statistics.median(cpu["work"])
+    speedup = base_median / work_median
+    print(
+        f"input log: {len(inputs):,} events; decisions base {decisions['base']:,.0f}, "
+        f"work {decisions['work']:,.0f}"
+    )
+    print(
+        f"base ({args.base}): {len(inputs) / base_median:,.0f} inputs/s per core of CPU time; "
+        f"working tree: {len(inputs) / work_median:,.0f}/s; speed-up {speedup:.2f}x "
+        f"(median of {args.rounds}; per pair {min(pairs):.2f}-{max(pairs):.2f}x)"
+    )
+    report = {
+        "benchmark": "core_ab",
+        "started_at": time.time(),
+        "base": args.base,
+        "machine": {**describe_machine(), "load_average_1m_at_start": load_at_start},
+        "workload": {"changes": changes, "concurrency": concurrency, "inputs": len(inputs)},
+        "results": {
+            "decisions": decisions,
+            "cpu_seconds": cpu,
+            "inputs_per_cpu_s_median": {
+                "base": len(inputs) / base_median,
+                "work": len(inputs) / work_median,
+            },
+            "speedup_of_medians": speedup,
+            "speedup_per_pair": pairs,
+        },
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
