@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from sdlcflow.core import events as ev
+from sdlcflow.core.codec import canonical_json
 from sdlcflow.core.events import Actor, ActorKind, Event
 from sdlcflow.core.state import DONE, ChangeState, RepoState, TaskStatus, evolve
 
@@ -176,9 +177,28 @@ class CoordinatorMachine(RuleBasedStateMachine):
 
     def _feed(self, event: Event) -> tuple[Event, ...]:
         self.world.now += 1  # events arrive at distinct milliseconds
+        given = self.world.state
+        snapshot = canonical_json(given) if "untouched" in self.checks else b""
         out = self.world.feed(event)
         self.checker.check_batch(event, out)
+        if "untouched" in self.checks:
+            self._check_inputs_untouched(given, snapshot, out)
         return out
+
+    def _check_inputs_untouched(
+        self, given: RepoState, snapshot: bytes, out: Sequence[Event]
+    ) -> None:
+        """`handle` and `evolve` write only into objects they built themselves (the hot path
+        fills fresh copies in place): every state they were given stays as it was."""
+        assert canonical_json(given) == snapshot
+        states = [given]
+        for decision in out:
+            states.append(evolve(states[-1], decision))
+        assert states[-1] == self.world.state
+        snapshots = [canonical_json(state) for state in states]
+        for state, decision in zip(states, out, strict=False):
+            evolve(state, decision)  # once more: the result is dropped, the input must not move
+        assert [canonical_json(state) for state in states] == snapshots
 
     def _live_task(self, data: st.DataObject) -> tuple[str, str] | None:
         tasks = [
@@ -526,6 +546,7 @@ EveryFailureEndsSomewhere = _machine("EveryFailureEndsSomewhere", {"failure"})
 ReplayRebuildsState = _machine("ReplayRebuildsState", {"replay"})
 DuplicatesChangeNothing = _machine("DuplicatesChangeNothing", {"idempotency"})
 ActorsStayInScope = _machine("ActorsStayInScope", {"scope"})
+GivenStatesStayUntouched = _machine("GivenStatesStayUntouched", {"untouched"})
 
 # pytest collects these: one test per invariant of DESIGN.md
 TestInvariant1AtMostOneLiveLeaseAndCurrentEpoch = AtMostOneLiveLease.TestCase
@@ -535,3 +556,5 @@ TestInvariant4EveryFailureEndsInRetryOrDeadLetterAndEscalation = EveryFailureEnd
 TestInvariant5ReplayOfTheLogRebuildsIdenticalState = ReplayRebuildsState.TestCase
 TestInvariant6DuplicatedReorderedReplayedInputsChangeNothing = DuplicatesChangeNothing.TestCase
 TestInvariant8ActorsActOnlyWithinScope = ActorsStayInScope.TestCase
+# what the hot path's in-place shortcuts rely on (sdlcflow.core.state._remember)
+TestHandleAndEvolveNeverChangeAStateTheyAreGiven = GivenStatesStayUntouched.TestCase
