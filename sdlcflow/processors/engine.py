@@ -40,10 +40,16 @@ from sdlcflow.streams.deadletter import (
     dead_letter_event,
     fit_for_dead_letter,
 )
-from sdlcflow.streams.producer import trace_headers
+from sdlcflow.streams.producer import EVENT_TYPE_HEADER, trace_headers
 from sdlcflow.streams.topics import AGENT_EVENTS, CHANGE_REQUESTS, DEAD_LETTER, TICKS
 from sdlcflow.streams.wire import EventCodec
-from sdlcflow.tracing import TRACEPARENT_HEADER, TraceContext, TraceContextError, parse_traceparent
+from sdlcflow.tracing import (
+    TRACEPARENT_HEADER,
+    TraceContext,
+    TraceContextError,
+    context_for_trace,
+    parse_traceparent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +183,7 @@ class CoordinatorEngine:
         self._states: dict[str, RepoState] = {}
         self._partitions: dict[str, int] = {}
         self._index: dict[int, frozenset[str]] = {}
+        self._due: dict[str, tuple[RepoState, int | None]] = {}
 
     # ---------------------------------------------------------------- cache
 
@@ -185,6 +192,17 @@ class CoordinatorEngine:
         self._states.clear()
         self._partitions.clear()
         self._index.clear()
+        self._due.clear()
+
+    def due(self, repo: str, state: RepoState) -> int | None:
+        """`next_due(state)`, computed once per state: every tick asks it of every live
+        repository of its partition, and most of them have not changed since the last tick."""
+        known = self._due.get(repo)
+        if known is not None and known[0] is state:
+            return known[1]
+        due = next_due(state)
+        self._due[repo] = (state, due)
+        return due
 
     def commit(self, result: BatchResult) -> None:
         """Remember the batch's states once the shell has written and published them."""
@@ -208,11 +226,23 @@ class CoordinatorEngine:
         return run.result
 
     def encode_decision(
-        self, decision: Event, trace: TraceContext | None
+        self, decision: Event, trace: TraceContext | None, parents: dict[str, bytes] | None = None
     ) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
+        """The decision's value and headers. The decisions of one input are children of the
+        one span that handled it, so they share its traceparent (W3C: the parent id names the
+        producing span); `parents` keeps it per trace id for the input's decisions."""
         value = self.codec.encode(decision)
-        context = trace.child() if trace is not None else None
-        return value, tuple(trace_headers(decision, context))
+        trace_id = decision.envelope.trace_id
+        parent = None if parents is None else parents.get(trace_id)
+        if parent is None:
+            context = trace.child() if trace is not None else context_for_trace(trace_id)
+            parent = context.traceparent().encode("ascii")
+            if parents is not None:
+                parents[trace_id] = parent
+        return value, (
+            (TRACEPARENT_HEADER, parent),
+            (EVENT_TYPE_HEADER, decision.envelope.type.encode("utf-8")),
+        )
 
     def dead_letter(
         self, record: Inbound, reason: str, detail: str, schema_id: int | None
@@ -344,7 +374,7 @@ class _BatchRun:
     def _tick(self, record: Inbound, tick: Event, trace: TraceContext | None) -> None:
         for repo in sorted(self.index(record.partition)):
             state = self.state(repo, record.partition)
-            due = next_due(state)
+            due = self.engine.due(repo, state)
             if due is None or due > tick.envelope.occurred_at:
                 continue
             envelope = tick.envelope
@@ -395,8 +425,9 @@ class _BatchRun:
         after: RepoState,
     ) -> None:
         key = slot.repo.encode("utf-8")
+        parents: dict[str, bytes] = {}
         for decision in decisions:
-            value, headers = self.engine.encode_decision(decision, trace)
+            value, headers = self.engine.encode_decision(decision, trace, parents)
             for topic in topics_for(decision, after, before):
                 self._emit(slot, Outbound(topic, key, value, headers))
             self.result.decisions += 1

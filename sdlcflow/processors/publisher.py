@@ -1,10 +1,12 @@
 """Produce the coordinator's records with librdkafka and wait, without blocking the event loop.
 
-faust's own producer (aiokafka) writes only the table changelogs; decisions, task messages,
-dead letters and ticks go through one confluent-kafka producer: idempotent, acks=all, batched
-in C. A batch counts as published only when the broker confirmed every record; failures are
-retried (with the same bytes, so at worst duplicated with the same event ids, never lost), and
-a missing topic — a task topic of a capability nobody used before — is created on the spot.
+One confluent-kafka producer (idempotent, acks=all, batched in C) sends everything the
+coordinator writes: its tables' changelog records, decisions, task messages, dead letters and
+ticks. (faust's own aiokafka producer cost more CPU per record in Python than the coordinator's
+decisions did, and its flush was the longest wait of a batch.) A batch counts as published only
+when the broker confirmed every record; failures are retried (with the same bytes, so at worst
+duplicated with the same event ids, never lost), and a missing topic — a task topic of a
+capability nobody used before — is created on the spot.
 """
 
 from __future__ import annotations
@@ -28,11 +30,16 @@ _WEEK_MS = 7 * 24 * 3600 * 1000
 FLUSH_TIMEOUT_S = 30.0
 RETRY_DELAY_S = 1.0
 
+# Where the broker stored the last record of a batch on each (topic, partition).
+Offsets = dict[tuple[str, int], int]
+
 
 class RecordPublisher:
     """Publishes batches of `Outbound` records; `publish` returns once all are confirmed."""
 
-    def __init__(self, bootstrap: str, *, client_id: str, partitions: int) -> None:
+    def __init__(
+        self, bootstrap: str, *, client_id: str, partitions: int, max_record_bytes: int = 1_048_576
+    ) -> None:
         self.partitions = partitions
         self._bootstrap = bootstrap
         self._producer = Producer(
@@ -42,21 +49,26 @@ class RecordPublisher:
                     "client.id": client_id,
                     # the coordinator waits for each batch anyway: a short linger suffices
                     "linger.ms": 2,
+                    # table values (a repository's whole state) may exceed Kafka's 1 MiB default
+                    "message.max.bytes": max_record_bytes,
                 },
             )
         )
         self._known_topics: set[str] = set()
         self._lock = threading.Lock()
 
-    async def publish(self, records: Sequence[Outbound]) -> None:
-        """Send every record and wait for the broker; retries failures until they succeed."""
+    async def publish(self, records: Sequence[Outbound]) -> Offsets:
+        """Send every record and wait for the broker; retries failures until they succeed.
+
+        Returns the highest offset written per (topic, partition) (changelog positions)."""
         pending = list(records)
+        offsets: Offsets = {}
         attempt = 0
         while pending:
             loop = asyncio.get_running_loop()
-            failed = await loop.run_in_executor(None, self._send_and_wait, pending)
+            failed = await loop.run_in_executor(None, self._send_and_wait, pending, offsets)
             if not failed:
-                return
+                return offsets
             attempt += 1
             missing = {record.topic for record, error in failed if _unknown_topic(error)}
             if missing:
@@ -70,6 +82,7 @@ class RecordPublisher:
             )
             pending = [record for record, _error in failed]
             await asyncio.sleep(min(RETRY_DELAY_S * attempt, 10.0))
+        return offsets
 
     def send_nowait(self, records: Sequence[Outbound]) -> None:
         """Queue records without waiting (ticks: a lost tick is replaced by the next one)."""
@@ -78,16 +91,21 @@ class RecordPublisher:
                 self._produce(record, None)
             self._producer.poll(0)
 
-    def _send_and_wait(self, records: Sequence[Outbound]) -> list[tuple[Outbound, KafkaError]]:
+    def _send_and_wait(
+        self, records: Sequence[Outbound], offsets: Offsets
+    ) -> list[tuple[Outbound, KafkaError]]:
         failed: list[tuple[Outbound, KafkaError]] = []
         with self._lock:
             for record in records:
 
                 def report(
-                    error: KafkaError | None, _message: Message, record: Outbound = record
+                    error: KafkaError | None, message: Message, record: Outbound = record
                 ) -> None:
                     if error is not None:
                         failed.append((record, error))
+                        return
+                    where = (record.topic, message.partition() or 0)
+                    offsets[where] = max(offsets.get(where, -1), message.offset() or 0)
 
                 self._produce(record, report)
             remaining = self._producer.flush(FLUSH_TIMEOUT_S)

@@ -11,8 +11,28 @@ from the environment, see `sdlcflow.processors.config`). Faust traps this design
 - table values are reassigned, never mutated in place (they are immutable bytes anyway);
 - rocksdb (rocksdict) by default, so a restart reads only the changelog's tail.
 
-The agent handles inputs in batches (`take_events`): one changelog flush and one publish
-round trip per batch, one table write per repository changed in it.
+The agent handles inputs in batches (`take_events`): one table write per repository changed
+in the batch, then two round trips to the broker, in this order (`CoordinatorShell.handle`):
+
+1. the new table values go to the local store and their changelog records to the broker, and
+   the shell waits until every changelog record is confirmed (acks=all): each value carries the
+   repository's outbox, so from now on a restarted worker republishes those decisions;
+2. the decisions (outbound records) go to the broker, and the shell waits for them too;
+3. only then does the batch return, and faust acknowledges its inputs; their offsets are
+   committed after that, never before the decisions are on the broker.
+
+A worker killed before 1 completes replays the inputs on the old state and decides again,
+with the same derived event ids; killed between 1 and 3, it replays the inputs on the new state,
+whose processed ids make the core decide nothing, and the loaded outbox is republished
+(duplicates by event id at worst). Dedupe by event id survives the restart because the
+processed ids are part of the changelogged state.
+
+The changelog records are produced with the shell's confluent-kafka producer rather than
+faust's `table[key] = value` (which sends through faust's aiokafka producer record by record):
+the value is put into faust's store directly, the record into the table's changelog topic on
+the same partition with the same raw bytes faust would write, and the store's persisted
+changelog offset is advanced once the broker confirmed it, as faust does itself. faust reads
+these records back on recovery and in standbys like its own.
 """
 
 from __future__ import annotations
@@ -25,12 +45,13 @@ import uuid
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import faust
 from confluent_kafka.admin import AdminClient
 from faust.streams import _current_event
-from faust.types import EventT, StreamT, TableT
+from faust.types import TP, EventT, StreamT, TableT
+from faust.types.stores import StoreT
 
 from sdlcflow.core.decider import CoreConfig
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, Tick
@@ -102,7 +123,10 @@ class CoordinatorShell:
             repos=config.repos,
         )
         self.publisher = RecordPublisher(
-            config.bootstrap, client_id=f"{config.app_id}-coordinator", partitions=config.partitions
+            config.bootstrap,
+            client_id=f"{config.app_id}-coordinator",
+            partitions=config.partitions,
+            max_record_bytes=MAX_TABLE_VALUE_BYTES + 65_536,
         )
         self.actor = Actor(ActorKind.COORDINATOR, config.app_id)
         self._tick_sequence = 0
@@ -119,8 +143,8 @@ class CoordinatorShell:
         while pending:
             result = self.engine.process(pending, self._load, self._load_index)
             if result.slots or result.index:
-                self._write(result.slots.values(), result.index)
-                await self.app.producer.flush()  # the changelog holds the outbox first
+                # the changelog holds the outbox before any decision is published
+                await self._persist(self._write(result.slots.values(), result.index))
             await self.publisher.publish(result.outbound)
             self.engine.commit(result)
             elapsed, started = time.perf_counter() - started, time.perf_counter()
@@ -136,14 +160,35 @@ class CoordinatorShell:
         with self._on_partition(partition):
             return decode_index(self.index.get(str(partition).encode("ascii")))
 
-    def _write(self, slots: Any, index: dict[int, frozenset[str]]) -> None:
+    def _write(self, slots: Any, index: dict[int, frozenset[str]]) -> list[Outbound]:
+        """Put the new values into the tables' stores; return their changelog records."""
+        changelog: list[Outbound] = []
+        states_topic = self.states.changelog_topic.get_topic_name()
         for slot in slots:
+            key = slot.repo.encode("utf-8")
+            value = encode_repo(StoredRepo(slot.state, tuple(slot.outbox)))
             with self._on_partition(slot.partition):
-                value = encode_repo(StoredRepo(slot.state, tuple(slot.outbox)))
-                self.states[slot.repo.encode("utf-8")] = value
+                self.states.data[key] = value
+            changelog.append(Outbound(states_topic, key, value, (), slot.partition))
+        index_topic = self.index.changelog_topic.get_topic_name()
         for partition, repos in index.items():
+            key, value = str(partition).encode("ascii"), encode_index(repos)
             with self._on_partition(partition):
-                self.index[str(partition).encode("ascii")] = encode_index(repos)
+                self.index.data[key] = value
+            changelog.append(Outbound(index_topic, key, value, (), partition))
+        return changelog
+
+    async def _persist(self, changelog: Sequence[Outbound]) -> None:
+        """Produce the changelog records, wait for the broker, then record in each store how far
+        its changelog is persisted (faust's recovery reads on from there)."""
+        offsets = await self.publisher.publish(changelog)
+        stores = {
+            self.states.changelog_topic.get_topic_name(): self.states,
+            self.index.changelog_topic.get_topic_name(): self.index,
+        }
+        for (topic, partition), offset in offsets.items():
+            store = cast(StoreT[bytes, bytes], stores[topic].data)
+            store.set_persisted_offset(TP(topic, partition), offset)
 
     @contextmanager
     def _on_partition(self, partition: int) -> Iterator[None]:
