@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from confluent_kafka import Consumer
 
 from sdlcflow.bench.machine import describe_machine
@@ -309,6 +310,11 @@ class Worker:
                 start_new_session=True,
             )
 
+    def cpu_s(self) -> float:
+        """CPU seconds the worker process has used so far (all its threads)."""
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
+
     def check(self) -> None:
         if self.process.poll() is not None:
             tail = self.log.read_text(errors="replace")[-3000:]
@@ -426,12 +432,16 @@ def faust_throughput(
         )
         for e in mix.agent_inputs
     ]
+    cpu = worker.cpu_s()
     started = time.perf_counter()
     for key, value, headers in encoded:
         publisher.publish_raw(AGENT_EVENTS, key, value, headers, label="agent input")
     publisher.flush()
     done = counter.wait_count(target, 600, worker)
-    return _rates(done - started, None, len(encoded), mix.decisions, mix.grants)
+    rates = _rates(done - started, worker.cpu_s() - cpu, len(encoded), mix.decisions, mix.grants)
+    # the worker's own CPU per grant holds on a shared machine where wall-clock rates do not
+    rates["cpu_ms_per_grant"] = round(1000 * rates["cpu_s"] / max(mix.grants, 1), 3)
+    return rates
 
 
 def grant_latency(
@@ -490,6 +500,14 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         f"{part}_grants_per_s": round(after[part]["grants_per_s"] / before[part]["grants_per_s"], 2)
         for part in ("core", "engine", "faust")
     }
+    for part in ("core", "engine", "faust"):
+        if before[part].get("cpu_s") and after[part].get("cpu_s"):
+            # CPU per grant, before over after: above 1 means less CPU per grant now
+            ratios[f"{part}_cpu_per_grant_before_over_after"] = round(
+                (before[part]["cpu_s"] / before[part]["grants"])
+                / (after[part]["cpu_s"] / after[part]["grants"]),
+                2,
+            )
     old_rates = {row["offered_grants_per_s"]: row for row in before["latency"]}
     for row in after["latency"]:
         old = old_rates.get(row["offered_grants_per_s"])
@@ -552,7 +570,8 @@ def main() -> int:
                 shell = faust_throughput(counter, publisher, codec, mix, worker)
                 print(
                     f"faust:  {shell['grants_per_s']:>9,.0f} grants/s "
-                    f"{shell['decisions_per_s']:>9,.0f} decisions/s (end to end, broker included)"
+                    f"{shell['decisions_per_s']:>9,.0f} decisions/s (end to end, broker included; "
+                    f"worker CPU {shell['cpu_ms_per_grant']} ms/grant)"
                 )
                 latency = []
                 for rate in rates:
@@ -593,6 +612,9 @@ def main() -> int:
             "engine_over_core": round(core["grants_per_s"] / engine["grants_per_s"], 2),
             "faust_over_core": round(core["grants_per_s"] / shell["grants_per_s"], 2),
             "faust_over_engine": round(engine["grants_per_s"] / shell["grants_per_s"], 2),
+            # CPU per grant over the core's: holds on a busy machine, unlike the rates above
+            "engine_cpu_over_core": round(engine["cpu_s"] / core["cpu_s"], 2),
+            "faust_worker_cpu_over_core": round(shell["cpu_s"] / core["cpu_s"], 2),
         },
         "latency": latency,
         "max_sustained_grants_per_s": {
