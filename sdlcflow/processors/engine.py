@@ -11,8 +11,8 @@ Ticks. Each worker's timer sends one Tick per partition it owns, keyed and dated
 worker, with the repo `~partition/<n>`. The engine fans it out to the repositories of that
 partition that have live changes — a per-partition index kept in a second table, updated
 only when a repository gains its first or loses its last live change — and runs the core
-only for those whose earliest lease expiry or retry is due (`next_due`), so an idle
-repository costs nothing per tick.
+only for those for which a Tick can change something (`next_due`: a lease expiry, a retry,
+a lapsed offer or an approval timeout), so an idle repository costs nothing per tick.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sdlcflow.core import events as ev
 from sdlcflow.core.decider import COORDINATOR as COORDINATOR_ACTOR
 from sdlcflow.core.decider import CoreConfig, derive_id, handle
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
-from sdlcflow.core.state import RepoState, TaskStatus, evolve
+from sdlcflow.core.state import RepoState, TaskState, TaskStatus, evolve
 from sdlcflow.observability.spans import handling
 from sdlcflow.processors.routing import topics_for
 from sdlcflow.processors.storage import Outbound, StoredRepo
@@ -93,22 +93,35 @@ def tick_repo(partition: int) -> str:
     return f"{TICK_REPO_PREFIX}{partition}"
 
 
-def next_due(state: RepoState) -> int | None:
-    """The earliest time a Tick can change this state: a lease expiry or a retry falling due.
+def next_due(state: RepoState, config: CoreConfig) -> int | None:
+    """The earliest time a Tick can change this state: a lease expiry, a retry falling due, an
+    offer left untaken, an approval waiting past its timeout.
 
-    Mirrors what the core's Tick handler looks at; a unit test holds the two together.
+    Mirrors what the core's Tick handler looks at (never later than it; a unit test holds the
+    two together).
     """
     due: int | None = None
     for change in state.changes.values():
         for task in change.tasks.values():
-            when: int | None = None
-            if task.lease is not None:
-                when = task.lease.expires_at
-            elif task.status is TaskStatus.RETRY_WAIT:
-                when = task.retry_due or 0
+            when = _task_due(task, config)
             if when is not None and (due is None or when < due):
                 due = when
     return due
+
+
+def _task_due(task: TaskState, config: CoreConfig) -> int | None:
+    if task.lease is not None:
+        return task.lease.expires_at
+    status = task.status
+    if status is TaskStatus.RETRY_WAIT:
+        return task.retry_due or 0
+    if status is TaskStatus.OFFERED:
+        # a gated task waiting for resources is exempt in the core; an early tick is harmless
+        return task.offered_at + config.offer_timeout_ms
+    if status is TaskStatus.AWAITING_APPROVAL and task.requested_at > 0:
+        since = task.escalated_at if task.escalated_to else task.requested_at
+        return since + task.contract.timeout_ms
+    return None
 
 
 @dataclass(frozen=True)
@@ -195,12 +208,12 @@ class CoordinatorEngine:
         self._due.clear()
 
     def due(self, repo: str, state: RepoState) -> int | None:
-        """`next_due(state)`, computed once per state: every tick asks it of every live
+        """`next_due(state, core)`, computed once per state: every tick asks it of every live
         repository of its partition, and most of them have not changed since the last tick."""
         known = self._due.get(repo)
         if known is not None and known[0] is state:
             return known[1]
-        due = next_due(state)
+        due = next_due(state, self.core)
         self._due[repo] = (state, due)
         return due
 

@@ -9,6 +9,7 @@ from processors_harness import T0, Harness
 from sdlcflow.core import events as ev
 from sdlcflow.core.decider import handle
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, LeaseRequested, Tick
+from sdlcflow.core.state import RepoState
 from sdlcflow.processors.engine import next_due, tick_repo
 from sdlcflow.processors.storage import decode_index, decode_repo
 from sdlcflow.processors.testing import TestIssuer, change_request
@@ -120,13 +121,27 @@ class TestLeases:
         )
         harness.run([harness.record(AGENT_EVENTS, ask)])
         state = decode_repo(harness.states[REPO]).state
-        due = next_due(state)
-        assert due is not None
-        tick = _tick(harness, due - 1)
-        per_repo = Event(Envelope(**{**tick.envelope.__dict__, "repo": REPO}), tick.payload)
-        assert handle(state, per_repo, harness.engine.core)[1] == ()
-        at_due = Event(Envelope(**{**per_repo.envelope.__dict__, "occurred_at": due}), tick.payload)
-        assert handle(state, at_due, harness.engine.core)[1] != ()
+        _assert_due_is_when_the_core_acts(harness, state)
+
+    def test_next_due_of_untaken_offers_matches_the_core_tick_handler(
+        self, harness: Harness
+    ) -> None:
+        _plan(harness)
+        state = decode_repo(harness.states[REPO]).state
+        due = _assert_due_is_when_the_core_acts(harness, state)
+        assert due == T0 + harness.engine.core.offer_timeout_ms
+
+
+def _assert_due_is_when_the_core_acts(harness: Harness, state: RepoState) -> int:
+    """A tick just before `next_due` decides nothing; a tick at it decides something."""
+    due = next_due(state, harness.engine.core)
+    assert due is not None
+    tick = _tick(harness, due - 1)
+    per_repo = Event(Envelope(**{**tick.envelope.__dict__, "repo": REPO}), tick.payload)
+    assert handle(state, per_repo, harness.engine.core)[1] == ()
+    at_due = Event(Envelope(**{**per_repo.envelope.__dict__, "occurred_at": due}), tick.payload)
+    assert handle(state, at_due, harness.engine.core)[1] != ()
+    return due
 
 
 class TestRefusals:
