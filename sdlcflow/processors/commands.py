@@ -57,6 +57,11 @@ def replay(
         for difference in report.differences:
             fields = f": {', '.join(difference.fields)}" if difference.fields else ""
             click.echo(f"DIFF {difference.repo}: {difference.problem}{fields}")
+        if report.behind:
+            click.echo(
+                f"{report.behind} repositories were decided on after their table value was "
+                "read (a running coordinator): each value is the fold of a prefix of the log"
+            )
         if verify and not report.differences:
             click.echo(f"no difference between the log and {changelog}")
     if verify and report.differences:
