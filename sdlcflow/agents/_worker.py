@@ -86,6 +86,7 @@ WATCHED = frozenset(
 )
 VERDICTS = ("TaskCompleted", "ResultRejected", "RetryScheduled", "TaskDeadLettered")
 _RECENT_LEASES = 1024
+RELEASED_ON_SHUTDOWN = "agent shutting down; lease released for another agent"
 _MAX_ERROR_CHARS = 2000
 
 
@@ -253,6 +254,7 @@ class Worker:
         self._settling: set[asyncio.Task[None]] = set()  # results awaiting their verdict
         self._stopping = asyncio.Event()
         self._closed = False
+        self._releasing = False  # shutting down past the drain time: run nothing more
 
     # ---------------------------------------------------------------------------------------
     # lifecycle
@@ -372,13 +374,18 @@ class Worker:
             self._offers.stop_accepting()
         runners = [t for t in (*self._runners.values(), *self._settling) if not t.done()]
         if runners:
-            _, pending = await asyncio.wait(runners, timeout=self.drain_timeout_s or None)
-            if self.drain_timeout_s == 0 or pending:
+            _, pending = await asyncio.wait(runners, timeout=self.drain_timeout_s)
+            if pending:
+                # the loss path stops each handler, compensates and releases its lease; leases
+                # granted to offers still queued are released unrun
+                self._releasing = True
                 for run in list(self._runs.values()):
-                    self._lose(run, "agent shutting down; lease released for another agent")
+                    self._lose(run, RELEASED_ON_SHUTDOWN)
+                _, pending = await asyncio.wait(pending, timeout=self.stop_grace_s)
                 for task in pending:
-                    task.cancel()  # queued offers not yet leased: left uncommitted
-                await asyncio.wait(pending, timeout=self.stop_grace_s + 10.0)
+                    task.cancel()  # offers not yet leased: left uncommitted
+                if pending:
+                    await asyncio.wait(pending, timeout=10.0)
         if self._background:
             await asyncio.wait(self._background, timeout=5.0)
         self._commit()
@@ -453,7 +460,7 @@ class Worker:
             elif not lease.cancelled() and lease.exception() is None:
                 run = lease.result()
                 if run is not None and run.clock.lease_id in self._runs:
-                    self._lose(run, "agent shutting down; lease released for another agent")
+                    self._lose(run, RELEASED_ON_SHUTDOWN)
                     self._spawn(self._report_unstarted(run))
 
     def _settle_aside(self, run: _Run, settled: asyncio.Future[bool], delivery: Delivery) -> None:
@@ -602,6 +609,8 @@ class Worker:
         """Run the handler and send its result; the returned future says (later) whether the
         coordinator accepted it."""
         run.hops.started = _now_ms()
+        if self._releasing:
+            self._lose(run, RELEASED_ON_SHUTDOWN)
         if run.ctx.lost.is_set():  # lost while queued behind the repository's earlier tasks
             await self._report_unstarted(run)
             return self._done(run, accepted=False)

@@ -217,6 +217,43 @@ class TestPipelinedOffers:
         )
 
 
+class TestShutdownPastTheDrainTime:
+    """Shutdown stops and compensates a running task and releases a queued lease unrun."""
+
+    async def test_running_task_is_compensated_and_queued_lease_released_unrun(
+        self, kafka_bootstrap: str, coordinator: LoopbackCoordinator, ops: Ops
+    ) -> None:
+        started: list[str] = []
+        compensated: list[str] = []
+
+        async def run_until_stopped(task: TaskContract) -> TaskResult:
+            started.append(task.capability)
+            await asyncio.Event().wait()  # never finishes on its own: the SDK stops it
+            return TaskResult()
+
+        def undo(task: TaskContract, _loss: LeaseLoss) -> None:
+            compensated.append(task.capability)
+
+        @agent("lint", compensate=undo)
+        async def lint(task: TaskContract) -> TaskResult:
+            return await run_until_stopped(task)
+
+        @agent("test", compensate=undo)
+        async def test(task: TaskContract) -> TaskResult:
+            return await run_until_stopped(task)
+
+        identity = ops.identity("agent-shutdown", ("lint", "test"))
+        worker = worker_for(kafka_bootstrap, [lint, test], identity, concurrency=2)
+        await worker.start()
+        try:
+            submit(kafka_bootstrap, f"acme/{RUN}-stop-{uuid.uuid4().hex[:6]}", "8" * 40)
+            await until(lambda: worker.stats.granted == 2 and len(started) == 1)
+        finally:
+            await worker.shutdown()
+        assert compensated == started
+        assert (worker.stats.lost, worker.stats.succeeded, worker.stats.accepted) == (2, 0, 0)
+
+
 class TestKilledAgent:
     """A SIGKILLed agent's lease expires and another agent finishes the task with epoch + 1."""
 
