@@ -180,11 +180,13 @@ def replay(inputs: list[Event]) -> tuple[float, float, int]:
 
 
 def calibration_us() -> float:
-    """Microseconds for `sum(range(1000))` on this interpreter right now (best of 5): a yardstick
-    to compare figures across machines and load (a 2023 desktop core with 3.11: ~8 us)."""
+    """Microseconds of CPU time for `sum(range(1000))` on this interpreter right now (best of
+    5): a yardstick to compare figures across machines and load (a 2023 desktop core with 3.11:
+    ~8 us). CPU time, like the figures it scales: wall time would count waiting for a core."""
     import timeit
 
-    return min(timeit.repeat("sum(range(1000))", number=2_000, repeat=5)) / 2_000 * 1e6
+    runs = timeit.repeat("sum(range(1000))", number=2_000, repeat=5, timer=time.process_time)
+    return min(runs) / 2_000 * 1e6
 
 
 def main(argv: list[str]) -> int:

@@ -144,9 +144,9 @@ class _Run:
         """Decide `payload`: its envelope names this input as the cause and the coordinator as
         the actor, its id is `derive_id(cause, index)`; fold it into the working state."""
         out = self.out
-        digest = hashlib.sha1(self.id_prefix + str(len(out)).encode()).hexdigest()
+        h = hashlib.sha1(self.id_prefix + b"%d" % len(out)).hexdigest()
         envelope = Envelope(
-            _uuid5_text(digest),
+            f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}",
             type(payload).__name__,
             self.now,
             self.repo,
@@ -183,18 +183,22 @@ class _Run:
 
 Handler = Callable[[_Run, Event], None]
 
-# per input type, the actor kinds it is accepted from, as tuples (identity membership)
-_ALLOWED_KINDS = {name: tuple(kinds) for name, kinds in INPUT_ACTOR_KINDS.items()}
+# per input type name: its payload class and the actor kinds it is accepted from (a tuple:
+# identity membership, no Enum hashing)
+_INPUT_RULES = {name: (cls, tuple(INPUT_ACTOR_KINDS[name])) for name, cls in ev.INPUT_TYPES.items()}
 
 
 def handle(
     state: RepoState, event: Event, config: CoreConfig | None = None
 ) -> tuple[RepoState, tuple[Event, ...]]:
     """Decide on one input and return (the new state, the decisions), ready for the shell."""
-    run = _Run(state, event, config or CoreConfig())
+    run = _Run(state, event, config or _DEFAULT_CONFIG)
     if not _already_processed(state, event) and _admissible(run, event):
         HANDLERS[type(event.payload)](run, event)
     return run.state, tuple(run.out)
+
+
+_DEFAULT_CONFIG = CoreConfig()
 
 
 def decide(state: RepoState, event: Event, config: CoreConfig | None = None) -> tuple[Event, ...]:
@@ -214,19 +218,20 @@ def _already_processed(state: RepoState, event: Event) -> bool:
 def _admissible(run: _Run, event: Event) -> bool:
     """Kind and scope checks common to every input (invariant 8)."""
     envelope = event.envelope
-    expected = ev.INPUT_TYPES.get(envelope.type)
-    if expected is None:
+    rule = _INPUT_RULES.get(envelope.type)
+    if rule is None:
         return False  # decisions fed back in are not commands: nothing to decide
+    expected, allowed = rule
     if type(event.payload) is not expected:
         detail = f"envelope says {envelope.type}, payload is {type(event.payload).__name__}"
         run.reject(InputRejection.WRONG_KIND, detail)
         return False
-    allowed = _ALLOWED_KINDS[envelope.type]
-    if envelope.actor.kind not in allowed:
+    kind = envelope.actor.kind
+    if kind not in allowed:
         kinds = ", ".join(sorted(kind.value for kind in allowed))
         run.reject(InputRejection.WRONG_KIND, f"{envelope.type} is accepted from {kinds} only")
         return False
-    if envelope.actor.kind not in (ActorKind.AGENT, ActorKind.HUMAN):
+    if kind is not ActorKind.AGENT and kind is not ActorKind.HUMAN:
         return True
     scope = event.scope
     if scope is None:
@@ -656,37 +661,50 @@ def _on_lease_requested(run: _Run, event: Event) -> None:
     if not _scope_covers_contract(run, event, contract):
         return
 
-    def deny(reason: ev.DenyReason, detail: str) -> None:
+    denial = _lease_denial(p, event.envelope.actor.kind, change, task)
+    if denial is not None:
+        reason, detail = denial
         run.emit(ev.LeaseDenied(holder, reason, detail), change.change_id, contract.id)
+        return
+    run.emit(
+        ev.LeaseGranted(
+            lease_id=derive_id(event.envelope.event_id, "lease"),
+            holder=holder,
+            epoch=task.epoch + 1,
+            expires_at=run.now + min(run.config.lease_ttl_ms, contract.timeout_ms),
+            attempt=task.attempt,
+            inputs=contract.inputs,
+        ),
+        change.change_id,
+        contract.id,
+    )
 
-    if p.capability != contract.capability:
-        deny(ev.DenyReason.NOT_OFFERED, f"task needs capability {contract.capability!r}")
-    elif _kind_for(contract.authority) is not event.envelope.actor.kind:
-        deny(ev.DenyReason.WRONG_AUTHORITY, f"task needs a {contract.authority.value} actor")
-    elif task.status is TaskStatus.LEASED:
-        deny(ev.DenyReason.ALREADY_LEASED, "another holder has the live lease")
-    elif task.status in TERMINAL:
-        deny(ev.DenyReason.TASK_CLOSED, f"task is {task.status.value}")
-    elif task.status is not TaskStatus.OFFERED:
-        deny(ev.DenyReason.NOT_OFFERED, f"task is {task.status.value}")
-    elif contract.gate and change.claims and not change.holds:
+
+def _lease_denial(
+    request: ev.LeaseRequested, kind: ActorKind, change: ChangeState, task: TaskState
+) -> tuple[ev.DenyReason, str] | None:
+    """Why a lease on the task cannot be granted to this request now, or None if it can."""
+    contract = task.contract
+    status = task.status
+    if request.capability != contract.capability:
+        return ev.DenyReason.NOT_OFFERED, f"task needs capability {contract.capability!r}"
+    if _kind_for(contract.authority) is not kind:
+        return ev.DenyReason.WRONG_AUTHORITY, f"task needs a {contract.authority.value} actor"
+    if status is TaskStatus.LEASED:
+        return ev.DenyReason.ALREADY_LEASED, "another holder has the live lease"
+    if status in TERMINAL:
+        return ev.DenyReason.TASK_CLOSED, f"task is {status.value}"
+    if status is not TaskStatus.OFFERED:
+        return ev.DenyReason.NOT_OFFERED, f"task is {status.value}"
+    if contract.gate and change.claims and not change.holds:
         waiting = ", ".join(change.waiting_for) or "an earlier change"
-        deny(ev.DenyReason.RESOURCE_BUSY, f"waiting for {waiting} to release shared resources")
-    elif contract.gate and (problem := gate_problem(change, task)):
-        deny(ev.DenyReason.GATE_NOT_SATISFIED, problem)
-    else:
-        run.emit(
-            ev.LeaseGranted(
-                lease_id=derive_id(event.envelope.event_id, "lease"),
-                holder=holder,
-                epoch=task.epoch + 1,
-                expires_at=run.now + min(run.config.lease_ttl_ms, contract.timeout_ms),
-                attempt=task.attempt,
-                inputs=contract.inputs,
-            ),
-            change.change_id,
-            contract.id,
+        return (
+            ev.DenyReason.RESOURCE_BUSY,
+            f"waiting for {waiting} to release shared resources",
         )
+    if contract.gate and (problem := gate_problem(change, task)):
+        return ev.DenyReason.GATE_NOT_SATISFIED, problem
+    return None
 
 
 def _scope_covers_contract(run: _Run, event: Event, contract: TaskContract) -> bool:

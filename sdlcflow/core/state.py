@@ -287,12 +287,24 @@ def _task_update(event: Event, state: RepoState, updates: Mapping[str, Any]) -> 
     change_id = envelope.change_id
     task_id = envelope.task_id
     assert change_id is not None and task_id is not None, "task decisions carry both ids"
-    changes = state.changes
-    change = changes[change_id]
-    tasks = change.tasks
-    task = _updated(tasks[task_id], updates)
-    change = _updated(change, {"tasks": {**tasks, task_id: task}})
-    return _updated(state, {"changes": {**changes, change_id: change}})
+    change = state.changes[change_id]
+    return _put_task(state, change, task_id, _updated(change.tasks[task_id], updates))
+
+
+def _put_task(state: RepoState, change: ChangeState, task_id: str, task: TaskState) -> RepoState:
+    """The state with one task of one of its changes replaced."""
+    change = _updated(change, {"tasks": {**change.tasks, task_id: task}})
+    return _updated(state, {"changes": {**state.changes, change.change_id: change}})
+
+
+def _change_and_task(state: RepoState, event: Event) -> tuple[ChangeState, str, TaskState]:
+    """The change and task a task decision is about (the decision carries both ids)."""
+    envelope = event.envelope
+    change_id = envelope.change_id
+    task_id = envelope.task_id
+    assert change_id is not None and task_id is not None, "task decisions carry both ids"
+    change = state.changes[change_id]
+    return change, task_id, change.tasks[task_id]
 
 
 def _task(state: RepoState, event: Event) -> TaskState:
@@ -397,9 +409,11 @@ def _apply_granted(state: RepoState, event: Event) -> RepoState:
 
 def _apply_extended(state: RepoState, event: Event) -> RepoState:
     p: ev.LeaseExtended = event.payload  # type: ignore[assignment]
-    lease = _task(state, event).lease
+    change, task_id, task = _change_and_task(state, event)
+    lease = task.lease
     assert lease is not None, "LeaseExtended follows a live lease"
-    return _task_update(event, state, {"lease": _updated(lease, {"expires_at": p.expires_at})})
+    extended = _updated(lease, {"expires_at": p.expires_at})
+    return _put_task(state, change, task_id, _updated(task, {"lease": extended}))
 
 
 def _apply_lease_ended(state: RepoState, event: Event) -> RepoState:
