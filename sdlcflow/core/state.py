@@ -157,11 +157,7 @@ T = TypeVar("T")
 
 def replace(obj: T, **changes: Any) -> T:
     """A fast `dataclasses.replace` for our frozen dataclasses (no __post_init__, no slots)."""
-    new = object.__new__(type(obj))
-    fields = new.__dict__
-    fields.update(obj.__dict__)
-    fields.update(changes)
-    return new
+    return _updated(obj, changes)
 
 
 def claim_keys(facts: ChangeFacts, tasks: tuple[TaskContract, ...]) -> tuple[str, ...]:
@@ -391,20 +387,20 @@ def _apply_offered(state: RepoState, event: Event) -> RepoState:
 
 def _apply_granted(state: RepoState, event: Event) -> RepoState:
     p: ev.LeaseGranted = event.payload  # type: ignore[assignment]
-    task = _task(state, event)
+    change, task_id, task = _change_and_task(state, event)
+    at = event.envelope.occurred_at
     lease = Lease(
         lease_id=p.lease_id,
         holder=p.holder,
         epoch=p.epoch,
         expires_at=p.expires_at,
-        deadline=event.envelope.occurred_at + task.contract.timeout_ms,
+        deadline=at + task.contract.timeout_ms,
         attempt=p.attempt,
         inputs=p.inputs,
-        granted_at=event.envelope.occurred_at,
+        granted_at=at,
     )
-    return _task_update(
-        event, state, {"status": TaskStatus.LEASED, "epoch": p.epoch, "lease": lease}
-    )
+    leased = _updated(task, {"status": TaskStatus.LEASED, "epoch": p.epoch, "lease": lease})
+    return _put_task(state, change, task_id, leased)
 
 
 def _apply_extended(state: RepoState, event: Event) -> RepoState:
@@ -432,30 +428,29 @@ def _apply_retry(state: RepoState, event: Event) -> RepoState:
 
 
 def _apply_completed(state: RepoState, event: Event) -> RepoState:
+    """The task succeeded; an artifact digest or policy revision it verified first becomes
+    part of the change's state, which later checks must then match."""
     p: ev.TaskCompleted = event.payload  # type: ignore[assignment]
-    task = _task(state, event)
-    state = _task_update(
-        event,
-        state,
+    change, task_id, task = _change_and_task(state, event)
+    verified = p.verified
+    done = _updated(
+        task,
         {
             "status": TaskStatus.SUCCEEDED,
             "lease": None,
             "retry_due": None,
-            "verified": p.verified,
+            "verified": verified,
             "completions": task.completions + 1,
         },
     )
-    change = _change(state, event)
-    if p.verified is not None:
+    if verified is not None:
         current = change.state
-        merged = replace(
-            current,
-            artifact_digest=current.artifact_digest or p.verified.artifact_digest,
-            policy_revision=current.policy_revision or p.verified.policy_revision,
-        )
-        if merged != current:
-            state = _put_change(state, replace(change, state=merged))
-    return state
+        artifact = current.artifact_digest or verified.artifact_digest
+        revision = current.policy_revision or verified.policy_revision
+        if artifact != current.artifact_digest or revision != current.policy_revision:
+            merged = _updated(current, {"artifact_digest": artifact, "policy_revision": revision})
+            change = _updated(change, {"state": merged})
+    return _put_task(state, change, task_id, done)
 
 
 def _apply_status(status: TaskStatus) -> Applier:
