@@ -8,9 +8,13 @@ bytes into dataclasses without building dicts. They are used only when the write
 current one; anything else (older writers, schema resolution) goes through fastavro. Tests prove
 byte-for-byte equality with fastavro both ways.
 
-Decoding garbage raises only `Truncated`, `IndexError` (reading past the end), `Malformed` or
-UnicodeDecodeError, all mapped by the caller; every length and count is bounded by the bytes
-left, so no input allocates or loops beyond its own size.
+Decoders are optimistic: they read the common encodings (one-byte lengths, union branches and
+enum symbols; two-byte lengths; six-byte timestamps) with table look-ups and few checks, and
+refuse anything else by raising `Truncated`, `Malformed`, `IndexError`, `ValueError` (bad UTF-8)
+or `struct.error`, or by ending somewhere other than the end of the frame. The caller then
+decodes the frame with fastavro, which accepts what Avro allows and names what is wrong; tests
+prove both paths agree on damaged frames. Every count is bounded by the bytes left and slices
+never copy more than the frame, so no input allocates or loops beyond its own size.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import dataclasses
 import enum
 import struct
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sdlcflow.streams.records import field_hints, optional_inner
@@ -78,6 +82,10 @@ SMALL_LONG: tuple[int | None, ...] = tuple(
 SHORT_LENGTH: tuple[int | None, ...] = tuple(
     v if v is not None and v >= 0 else None for v in SMALL_LONG
 )
+# SHORT_STOP[b]: how far past a one-byte length b its string ends (the length plus the byte).
+SHORT_STOP: tuple[int | None, ...] = tuple(None if n is None else n + 1 for n in SHORT_LENGTH)
+# BOOLEAN[b]: the boolean the byte b encodes, None when b is neither 0 nor 1.
+BOOLEAN: tuple[bool | None, ...] = (False, True) + (None,) * 254
 
 
 def read_length(data: bytes, pos: int) -> tuple[int, int]:
@@ -86,6 +94,52 @@ def read_length(data: bytes, pos: int) -> tuple[int, int]:
     if n < 0:
         raise Malformed("negative length")
     return n, pos
+
+
+def string_bounds(data: bytes, pos: int) -> tuple[int, int]:
+    """For a string or bytes whose length at `pos` takes more than a byte: (start - 1, stop).
+
+    Two-byte lengths (64 to 8191 bytes: signatures, credentials, sha256 digests) are read
+    here without the general varint loop.
+    """
+    low = data[pos]
+    high = data[pos + 1]
+    if low > 0x7F and high < 0x80 and not low & 1:  # two bytes, not negative (zig-zag sign)
+        return pos + 1, pos + 2 + (((low & 0x7F) | (high << 7)) >> 1)
+    n, start = read_length(data, pos)
+    return start - 1, start + n
+
+
+# A six-byte varint read at once: its bytes as a little-endian int, the continuation bits that
+# mark exactly six bytes, and the shifts and masks that join its 7-bit groups. Timestamps in
+# milliseconds from mid-1970 to 2039 take six bytes.
+SIX_BYTE_MARKS = 0x808080808080
+SIX_BYTE_CONTINUED = 0x008080808080
+
+
+def join_six_groups(x: int) -> int:
+    """The zig-zag decoded value of six varint bytes read as a little-endian int."""
+    n = (
+        (x & 0x7F)
+        | (x >> 1 & 0x3F80)
+        | (x >> 2 & 0x1FC000)
+        | (x >> 3 & 0xFE00000)
+        | (x >> 4 & 0x7F0000000)
+        | (x >> 5 & 0x3F800000000)
+    )
+    return (n >> 1) ^ -(n & 1)
+
+
+def by_first_byte(values: Sequence[Any]) -> tuple[Any, ...]:
+    """values[i] at the one-byte zig-zag encoding of i (i < 64), None at every other byte.
+
+    An enum symbol or union branch is then one lookup of the byte as written; an index written
+    in more bytes than needed finds None, and the caller decodes that frame the general way.
+    """
+    table: list[Any] = [None] * 256
+    for index, value in enumerate(values[:64]):
+        table[index << 1] = value
+    return tuple(table)
 
 
 class _Source:
@@ -106,6 +160,11 @@ class _Source:
             "_new": object.__new__,
             "_SHORT_LENGTH": SHORT_LENGTH,
             "_SMALL_LONG": SMALL_LONG,
+            "_BOOLEAN": BOOLEAN,
+            "_SHORT_STOP": SHORT_STOP,
+            "_string_bounds": string_bounds,
+            "_from_bytes": int.from_bytes,
+            "_join_six_groups": join_six_groups,
             "_LONG_MIN": _LONG_MIN,
             "_LONG_MAX": _LONG_MAX,
             "_INT_MIN": _INT_MIN,
@@ -236,7 +295,23 @@ class _EncoderBuilder(_Source):
 
 
 class _DecoderBuilder(_Source):
+    """Straight-line readers that accept only what they can read cheaply and refuse the rest.
+
+    Every refusal (an exception, or a record not ending where the frame does) sends the frame
+    to fastavro, which decides what it is: so the checks here only need to be sound, not
+    precise, and rare shapes (a non-canonical union or enum index) cost nothing on the hot path.
+    Strings are not checked against the end one by one: a length past the end leaves `pos`
+    past it, and positions never go back, so the caller's end check catches it.
+    """
+
     _inlining: tuple[str, ...] = ()
+
+    def compile(self) -> dict[str, Any]:
+        # the helpers and constants become default arguments: local loads, not global ones
+        defaults = ", ".join(f"{name}={name}" for name in self.namespace if name.startswith("_"))
+        for name, source in self.functions.items():
+            self.functions[name] = source.replace("(data, pos):", f"(data, pos, {defaults}):", 1)
+        return super().compile()
 
     def record(self, cls: type, schema: Mapping[str, Any], space: str | None) -> str:
         """Name of `def dec(data, pos) -> (obj, pos)` reading record `schema` into `cls`."""
@@ -260,16 +335,13 @@ class _DecoderBuilder(_Source):
         space = schema.get("namespace", space)
         self._inlining = (*self._inlining, str(schema["name"]))
         lines: list[str] = []
-        values = []
         assigned: list[tuple[str, str]] = []
         for field in schema["fields"]:
             avro = resolve_type(field["type"], self.names, space)
             value = self.var("f")
             lines += self.value(hints[field["name"]], avro, value, space, pad)
-            values.append(f"{field['name']!r}: {value}")
             assigned.append((field["name"], value))
         self._inlining = self._inlining[:-1]
-        fields = "{" + ", ".join(values) + "}"
         cls_name = self.constant(cls.__name__, cls)
         if _plain_dataclass(cls):
             # a frozen dataclass filled through its instance dict: no __init__, no setattr
@@ -277,7 +349,8 @@ class _DecoderBuilder(_Source):
             lines += [f"{pad}{target} = _new({cls_name})", f"{pad}{slots} = {target}.__dict__"]
             lines += [f"{pad}{slots}[{name!r}] = {value}" for name, value in assigned]
         else:
-            lines += [f"{pad}{target} = {cls_name}(**{fields})"]
+            fields = ", ".join(f"{name}={value}" for name, value in assigned)
+            lines += [f"{pad}{target} = {cls_name}({fields})"]
         return lines
 
     def value(self, hint: Any, avro: Schema, target: str, space: str | None, pad: str) -> list[str]:
@@ -286,49 +359,36 @@ class _DecoderBuilder(_Source):
             return self._optional(inner, avro, target, space, pad)
         kind = avro if isinstance(avro, str) else avro["type"]
         if kind in ("long", "int"):
+            if isinstance(avro, Mapping) and avro.get("logicalType") == "timestamp-millis":
+                return self._timestamp(target, pad)
             return self._long(target, pad)
         if kind in ("string", "bytes"):
-            n, stop = self.var("n"), self.var("t")
-            read = f"data[pos:{stop}]" + (".decode()" if kind == "string" else "")
+            # `stop` ends the value; its bytes start right after the length, at pos + 1 when
+            # the length takes one byte (looked up), else _string_bounds says where
+            stop = self.var("t")
+            read = f"data[pos + 1:{stop}]" + (".decode()" if kind == "string" else "")
             return [
-                f"{pad}{n} = _SHORT_LENGTH[data[pos]]",
-                f"{pad}if {n} is None:",
-                f"{pad}    {n}, pos = _read_length(data, pos)",
+                f"{pad}{stop} = _SHORT_STOP[data[pos]]",
+                f"{pad}if {stop} is None:",
+                f"{pad}    pos, {stop} = _string_bounds(data, pos)",
                 f"{pad}else:",
-                f"{pad}    pos += 1",
-                f"{pad}{stop} = pos + {n}",
-                f"{pad}if {stop} > end:",
-                f"{pad}    raise _Truncated('{kind} runs past the end')",
+                f"{pad}    {stop} += pos",
                 f"{pad}{target} = {read}",
                 f"{pad}pos = {stop}",
             ]
         if kind == "boolean":
-            return [
-                f"{pad}{target} = data[pos]",
-                f"{pad}pos += 1",
-                f"{pad}if {target} > 1:",
-                f"{pad}    raise _Malformed('boolean byte is not 0 or 1')",
-                f"{pad}{target} = {target} == 1",
-            ]
+            return self._lookup(target, "_BOOLEAN", "boolean byte is not 0 or 1", pad)
         if kind in ("double", "float"):
             size, unpack = (8, "_unpack_double") if kind == "double" else (4, "_unpack_float")
             return [
-                f"{pad}if pos + {size} > end:",
-                f"{pad}    raise _Truncated('{kind} past the end')",
-                f"{pad}{target} = {unpack}(data, pos)[0]",
+                f"{pad}{target} = {unpack}(data, pos)[0]",  # struct.error past the end
                 f"{pad}pos += {size}",
             ]
         if kind == "null":
             return [f"{pad}{target} = None"]
         if kind == "enum":
-            members = self.constant("members", tuple(_members(hint, avro)))
-            i = self.var("e")
-            return [
-                *self._long(i, pad),
-                f"{pad}if not 0 <= {i} < {len(avro['symbols'])}:",
-                f"{pad}    raise _Malformed('enum index out of range')",
-                f"{pad}{target} = {members}[{i}]",
-            ]
+            members = self.constant("members", by_first_byte(_members(hint, avro)))
+            return self._lookup(target, members, "enum index out of range", pad)
         if kind == "array":
             return self._array(hint, avro, target, space, pad)
         if kind == "record":
@@ -336,6 +396,15 @@ class _DecoderBuilder(_Source):
                 return [f"{pad}{target}, pos = {self.record(hint, avro, space)}(data, pos)"]
             return self.record_lines(hint, avro, space, target, pad)
         raise TypeError(f"no compiled decoder for {avro!r}")
+
+    def _lookup(self, target: str, table: str, problem: str, pad: str) -> list[str]:
+        """One byte looked up in `table`; None there means the frame is not for this path."""
+        return [
+            f"{pad}{target} = {table}[data[pos]]",
+            f"{pad}if {target} is None:",
+            f"{pad}    raise _Malformed({problem!r})",
+            f"{pad}pos += 1",
+        ]
 
     def _long(self, target: str, pad: str) -> list[str]:
         # data[pos] past the end raises IndexError, which the caller reports as truncation
@@ -347,6 +416,18 @@ class _DecoderBuilder(_Source):
             f"{pad}    pos += 1",
         ]
 
+    def _timestamp(self, target: str, pad: str) -> list[str]:
+        """A long that usually takes six bytes: read them as one int and join the groups."""
+        # a slice cut short by the end only moves `pos` past it, which the caller refuses
+        return [
+            f"{pad}{target} = _from_bytes(data[pos:pos + 6], 'little')",
+            f"{pad}if {target} & {SIX_BYTE_MARKS:#x} == {SIX_BYTE_CONTINUED:#x}:",
+            f"{pad}    {target} = _join_six_groups({target})",
+            f"{pad}    pos += 6",
+            f"{pad}else:",
+            f"{pad}    {target}, pos = _read_long(data, pos)",
+        ]
+
     def _optional(
         self, inner: Any, avro: Schema, target: str, space: str | None, pad: str
     ) -> list[str]:
@@ -354,20 +435,16 @@ class _DecoderBuilder(_Source):
         null_index = branches.index("null")
         other = resolve_type(branches[1 - null_index], self.names, space)
         i = self.var("u")
-        # the branch byte as written (0 or 2 for index 0 or 1); a longer varint is re-read
+        # the branch byte as written (0 or 2 for index 0 or 1); anything else is refused here
         return [
             f"{pad}{i} = data[pos]",
-            f"{pad}if {i} < 128:",
-            f"{pad}    pos += 1",
-            f"{pad}else:",
-            f"{pad}    {i}, pos = _read_long(data, pos)",
-            f"{pad}    {i} = {i} * 2 if 0 <= {i} <= 1 else 1",
+            f"{pad}pos += 1",
             f"{pad}if {i} == {null_index * 2}:",
             f"{pad}    {target} = None",
             f"{pad}elif {i} == {(1 - null_index) * 2}:",
             *self.value(inner, other, target, space, pad + "    "),
             f"{pad}else:",
-            f"{pad}    raise _Malformed('union index out of range')",
+            f"{pad}    raise _Malformed('union index is not a one-byte 0 or 1')",
         ]
 
     def _array(
@@ -385,6 +462,7 @@ class _DecoderBuilder(_Source):
             f"{pad}    if {count} < 0:",
             f"{pad}        {count} = -{count}",
             *self._long(size, pad + "        "),
+            # every item takes a byte at least: no count runs a loop beyond the bytes left
             f"{pad}    if {count} > end - pos:",
             f"{pad}        raise _Truncated('array longer than the bytes left')",
             f"{pad}    for _ in range({count}):",

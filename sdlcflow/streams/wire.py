@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdlcflow.core.events import EVENT_TYPES, Envelope, Event
-from sdlcflow.streams.codec import HEADER_SIZE, Codec, DecodeError, DecodeReason, EncodeError
+from sdlcflow.streams.codec import (
+    HEADER,
+    HEADER_SIZE,
+    MAGIC_BYTE,
+    Codec,
+    DecodeError,
+    DecodeReason,
+    EncodeError,
+)
 from sdlcflow.streams.compiled import Decoder, Encoder, Malformed, Truncated, compile_event
 from sdlcflow.streams.deadletter import DEAD_LETTER_TYPE, MessageDeadLettered
 from sdlcflow.streams.records import RecordTypeError, record_decoder, record_encoder
@@ -21,6 +29,8 @@ from sdlcflow.tracing import is_trace_id
 
 # Events that exist only on the wire (written by the shell, never seen by the core's decider).
 WIRE_ONLY_TYPES: dict[str, type] = {DEAD_LETTER_TYPE: MessageDeadLettered}
+# What a compiled reader raises on bytes it does not accept (fastavro then decides).
+_REFUSED = (Truncated, Malformed, IndexError, ValueError, struct.error)
 
 
 def event_types() -> Mapping[str, type]:
@@ -50,6 +60,9 @@ class EventCodec:
         self._decode_envelope = record_decoder(Envelope)
         self._writers: dict[type, tuple[bytes, Encoder | None]] = {}
         self._readers: dict[int, Decoder | None] = {}
+        # frame header (magic byte + schema id) -> compiled reader and its event type
+        self._fast: dict[bytes, tuple[Decoder, str]] = {}
+        self._max_bytes = self.codec.max_message_bytes
 
     def encode(self, event: Event) -> bytes:
         """Wire bytes of `event`; raise EncodeError if the payload does not match its type."""
@@ -101,28 +114,44 @@ class EventCodec:
             return None  # a shape the compiler does not handle: fastavro serves it
 
     def decode(self, data: bytes | None) -> Event:
-        """The event in `data`; raise DecodeError with a precise reason otherwise."""
-        schema_id = self.codec.frame_schema_id(data)
-        read = self._readers[schema_id] if schema_id in self._readers else self._reader(schema_id)
-        if read is None:
-            return self._decode_slow(data)
-        assert data is not None
+        """The event in `data`; raise DecodeError with a precise reason otherwise.
+
+        A frame of a current schema goes through its compiled reader; anything that reader
+        refuses (and any other frame) is decoded again by fastavro, which names the problem.
+        """
+        fast = self._fast.get(data[:HEADER_SIZE]) if data else None
+        if fast is None or data is None or len(data) > self._max_bytes:
+            return self._decode_checked(data)
+        read, name = fast
         try:
             event, end = read(data, HEADER_SIZE)
-        except (Truncated, IndexError) as exc:
-            raise DecodeError(DecodeReason.TRUNCATED, f"ends early: {exc}", schema_id) from exc
-        except (Malformed, UnicodeDecodeError, ValueError) as exc:
-            raise DecodeError(
-                DecodeReason.MALFORMED, f"{type(exc).__name__}: {exc}", schema_id
-            ) from exc
-        if end != len(data):
-            raise DecodeError(
-                DecodeReason.TRAILING_BYTES,
-                f"{len(data) - end} bytes left after a complete {event.envelope.type}",
-                schema_id,
-            )
-        _validate(event, type(event.payload).__name__, schema_id)
-        return event  # type: ignore[no-any-return]
+        except _REFUSED:
+            return self._decode_slow(data)
+        envelope = event.envelope
+        if (
+            end == len(data)
+            and envelope.type == name
+            and envelope.event_id
+            and envelope.repo
+            and is_trace_id(envelope.trace_id)
+        ):
+            return event  # type: ignore[no-any-return]
+        return self._decode_checked(data)
+
+    def _decode_checked(self, data: bytes | None) -> Event:
+        """Frame checks, then the compiled reader if the schema id has one, else fastavro."""
+        schema_id = self.codec.frame_schema_id(data)
+        read = self._readers[schema_id] if schema_id in self._readers else self._reader(schema_id)
+        if read is not None:
+            assert data is not None
+            try:
+                event, end = read(data, HEADER_SIZE)
+            except _REFUSED:
+                return self._decode_slow(data)
+            if end == len(data):
+                _validate(event, type(event.payload).__name__, schema_id)
+                return event  # type: ignore[no-any-return]
+        return self._decode_slow(data)
 
     def _reader(self, schema_id: int) -> Decoder | None:
         """The compiled decoder for a current-schema id; None when fastavro must resolve."""
@@ -133,6 +162,8 @@ class EventCodec:
             cls = self._types.get(event_type) if namespace == EVENTS_NAMESPACE else None
             compiled = self._compile(cls) if cls is not None else None
             read = compiled[1] if compiled else None
+            if read is not None:
+                self._fast[HEADER.pack(MAGIC_BYTE, schema_id)] = (read, event_type)
         self._readers[schema_id] = read
         return read
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import pytest
+from fastavro import schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sdlcflow.core.events import Event
-from sdlcflow.streams.codec import HEADER, MAGIC_BYTE, Codec
+from sdlcflow.streams.codec import HEADER, MAGIC_BYTE, Codec, DecodeError, DecodeReason
 from sdlcflow.streams.compiled import SHORT_LENGTH, SMALL_LONG, read_long
 from sdlcflow.streams.records import from_avro, to_avro
 from sdlcflow.streams.registry import LocalSchemaRegistry
+from sdlcflow.streams.schema_store import current_store, released_store
 from sdlcflow.streams.testing import events, payloads, sample_event
 from sdlcflow.streams.wire import EventCodec, event_types, record_name
 
@@ -96,3 +99,92 @@ class TestCompiledVarints:
         event = Event(dataclasses.replace(base.envelope, repo="acme/" + "r" * 300), base.payload)
         frame = CODEC.encode(event)
         assert CODEC.decode(frame) == GENERIC.decode(frame) == event
+
+
+class TestCompiledReaderOnItsOwn:
+    """The compiled reader reads every valid frame itself; fastavro is for the exceptions."""
+
+    @pytest.mark.parametrize("event_type", EVENT_TYPES)
+    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data())
+    def test_the_compiled_reader_reads_a_valid_frame_to_its_end(
+        self, event_type: str, data: st.DataObject
+    ) -> None:
+        event = data.draw(events(event_type))
+        frame = CODEC.encode(event)
+        read = CODEC._reader(HEADER.unpack_from(frame)[1])
+        if read is not None:  # None: a shape the compiler leaves to fastavro
+            assert read(frame, HEADER.size) == (event, len(frame))
+
+    @pytest.mark.parametrize(
+        "occurred_at",
+        [0, 63, 64, -1, -(2**40), 2**34 - 1, 2**34, 1_767_225_600_123, 2**41, 2**62, 2**63 - 1],
+    )
+    def test_timestamps_of_every_varint_size_read_like_fastavro(self, occurred_at: int) -> None:
+        base = sample_event("LeaseHeartbeat")
+        event = Event(dataclasses.replace(base.envelope, occurred_at=occurred_at), base.payload)
+        frame = CODEC.encode(event)
+        assert frame == GENERIC.encode(event)
+        assert CODEC.decode(frame) == GENERIC.decode(frame) == event
+
+    @pytest.mark.parametrize("size", [0, 63, 64, 65, 8191, 8192, 70_000])
+    def test_strings_of_every_length_size_read_like_fastavro(self, size: int) -> None:
+        base = sample_event("LeaseHeartbeat")
+        event = Event(dataclasses.replace(base.envelope, signature="s" * size), base.payload)
+        frame = CODEC.encode(event)
+        assert CODEC._reader(HEADER.unpack_from(frame)[1]) is not None
+        assert CODEC.decode(frame) == GENERIC.decode(frame) == event
+
+
+def _outcome(codec: EventCodec, data: bytes) -> Event | DecodeReason:
+    try:
+        return codec.decode(data)
+    except DecodeError as exc:
+        return exc.reason
+
+
+class TestCompiledAgreesWithFastavroOnBadInput:
+    """On damaged frames the compiled path gives fastavro's answer: same event or same reason."""
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        events(),
+        st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
+        st.none() | st.integers(0, 10_000),
+        st.binary(max_size=4),
+    )
+    def test_mutated_frames_decode_or_fail_alike(
+        self, event: Event, edits: list[tuple[int, int]], cut: int | None, extra: bytes
+    ) -> None:
+        data = bytearray(CODEC.encode(event))
+        for position, value in edits:
+            data[HEADER.size + position % (len(data) - HEADER.size)] = value
+        if cut is not None:
+            data = data[: cut % (len(data) + 1)]
+        frame = bytes(data) + extra
+        assert _outcome(CODEC, frame) == _outcome(GENERIC, frame)
+
+
+V1_TYPES = [t for t in EVENT_TYPES if record_name(t) in released_store("v1")]
+
+
+class TestOlderWriters:
+    """Frames written with a released (older) schema are resolved by fastavro, not misread."""
+
+    @pytest.mark.parametrize("event_type", V1_TYPES)
+    def test_a_frame_of_the_released_schema_decodes_to_the_current_types(
+        self, event_type: str
+    ) -> None:
+        name = record_name(event_type)
+        writer = released_store("v1").get(name)
+        event = sample_event(event_type)
+        datum = {"envelope": to_avro(event.envelope), "payload": to_avro(event.payload)}
+        buffer = io.BytesIO(HEADER.pack(MAGIC_BYTE, CODEC.codec.registry.id_for(writer)))
+        buffer.seek(0, io.SEEK_END)
+        schemaless_writer(buffer, writer.wire, datum)
+        frame = buffer.getvalue()
+        decoded = CODEC.decode(frame)
+        assert decoded == GENERIC.decode(frame)
+        assert decoded.envelope == event.envelope
+        same = writer.canonical == current_store().get(name).canonical
+        assert (decoded == event) or not same
