@@ -10,7 +10,8 @@ granted inputs and epoch) or, when the lease was lost, LeaseReleased with the re
 compensation hook ran. Offers of one repository are handled in order: their lease requests
 leave in offer order (pipelined, not one round trip after another) and their handlers run one
 after the other, each starting once the previous one's result is sent (the coordinator's
-verdict is awaited aside). Offsets are committed only below the lowest unfinished offer.
+verdict is awaited aside). An offer is finished once its result is in the log; offsets are
+committed only below the lowest unfinished offer.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class _Run:
     hops: TaskHops
     requested_local: float
     keeper: asyncio.Task[None] | None = None
+    confirmed: asyncio.Future[None] | None = None  # the broker took the result
     compensated: bool = False
 
 
@@ -175,7 +177,8 @@ class Worker:
         agents: @agent-decorated functions (one per capability).
         bootstrap: Kafka bootstrap servers (default: SDLCFLOW_KAFKA_BOOTSTRAP).
         identity: who this process is (default: `AgentIdentity.from_env()`).
-        concurrency: tasks in flight at once; offers of one repository still run in order.
+        concurrency: offers taken at once, each from its arrival until its result is in the
+            log (the verdict is awaited without a slot); one repository's still run in order.
         group_id: consumer group for the offers (default: derived from the capabilities, so
             processes running the same agents share the work).
         grant_timeout_s: how long to wait for LeaseGranted/LeaseDenied before giving up on an
@@ -464,14 +467,23 @@ class Worker:
                     self._spawn(self._report_unstarted(run))
 
     def _settle_aside(self, run: _Run, settled: asyncio.Future[bool], delivery: Delivery) -> None:
-        """Await the verdict off the repository's queue; the offer finishes with it."""
+        """Await the verdict off the repository's queue. The offer is finished (its slot free,
+        its offset committable) once the broker has the result: a re-delivered offer would
+        only be denied, and waiting for the verdict is no work for a slot."""
 
         async def settle() -> None:
+            finished = False
             try:
+                if run.confirmed is not None:
+                    with contextlib.suppress(DeliveryError):  # logged with the verdict
+                        await asyncio.shield(run.confirmed)
+                self._finished(delivery)
+                finished = True
                 if await settled:
                     self._accepted(run)
             finally:
-                self._finished(delivery)
+                if not finished:
+                    self._finished(delivery)
 
         task = asyncio.ensure_future(settle())
         self._settling.add(task)
@@ -708,6 +720,7 @@ class Worker:
             AGENT_EVENTS, self._signed(self._envelope_for(run, type(payload).__name__), payload)
         )
         run.hops.result_sent = _now_ms()
+        run.confirmed = confirmed
         return confirmed
 
     async def _await_verdict(self, run: _Run, confirmed: asyncio.Future[None]) -> bool:
