@@ -696,7 +696,7 @@ def _lease_denial(
         return ev.DenyReason.TASK_CLOSED, f"task is {status.value}"
     if status is not TaskStatus.OFFERED:
         return ev.DenyReason.NOT_OFFERED, f"task is {status.value}"
-    if contract.gate and change.claims and not change.holds:
+    if _waits_for_resources(change, task):
         waiting = ", ".join(change.waiting_for) or "an earlier change"
         return (
             ev.DenyReason.RESOURCE_BUSY,
@@ -857,6 +857,7 @@ def _on_credential_revoked(run: _Run, event: Event) -> None:
 
 def _on_tick(run: _Run, _event: Event) -> None:
     now = run.now
+    lapsed_before = now - run.config.offer_timeout_ms  # offers made then or earlier lapsed
     for change_id in tuple(run.state.changes):
         change = run.state.changes.get(change_id)
         if change is None:
@@ -875,18 +876,20 @@ def _on_tick(run: _Run, _event: Event) -> None:
                 _expire(run, change_id, task)
             elif status is TaskStatus.RETRY_WAIT and (task.retry_due or 0) <= now:
                 _offer(run, change_id, task, OfferReason.RETRY, task.attempt + 1)
-            elif status is TaskStatus.OFFERED and _offer_lapsed(run, change, task):
+            elif (
+                status is TaskStatus.OFFERED
+                and task.offered_at <= lapsed_before
+                and not _waits_for_resources(change, task)
+            ):
                 _offer(run, change_id, task, OfferReason.READY, task.attempt)
             elif status is TaskStatus.AWAITING_APPROVAL:
                 _approval_timeout(run, change_id, task)
 
 
-def _offer_lapsed(run: _Run, change: ChangeState, task: TaskState) -> bool:
-    """An offer untaken past the offer timeout; a gated task waiting for its change's
-    resources is offered again when they are granted, not before."""
-    if task.contract.gate and change.claims and not change.holds:
-        return False
-    return task.offered_at + run.config.offer_timeout_ms <= run.now
+def _waits_for_resources(change: ChangeState, task: TaskState) -> bool:
+    """A gated task waiting for its change's resources: it is offered again when they are
+    granted, not when its offer lapses."""
+    return task.contract.gate and bool(change.claims) and not change.holds
 
 
 def _approval_timeout(run: _Run, change_id: str, task: TaskState) -> None:
