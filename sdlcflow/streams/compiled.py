@@ -117,17 +117,11 @@ SIX_BYTE_MARKS = 0x808080808080
 SIX_BYTE_CONTINUED = 0x008080808080
 
 
-def join_six_groups(x: int) -> int:
-    """The zig-zag decoded value of six varint bytes read as a little-endian int."""
-    n = (
-        (x & 0x7F)
-        | (x >> 1 & 0x3F80)
-        | (x >> 2 & 0x1FC000)
-        | (x >> 3 & 0xFE00000)
-        | (x >> 4 & 0x7F0000000)
-        | (x >> 5 & 0x3F800000000)
+def join_six_groups(x: str) -> str:
+    """Source joining the 7-bit groups of six varint bytes held, little-endian, in int `x`."""
+    return " | ".join(
+        f"({x} >> {i} & {0x7F << (7 * i):#x})" if i else f"({x} & 0x7f)" for i in range(6)
     )
-    return (n >> 1) ^ -(n & 1)
 
 
 def by_first_byte(values: Sequence[Any]) -> tuple[Any, ...]:
@@ -164,7 +158,6 @@ class _Source:
             "_SHORT_STOP": SHORT_STOP,
             "_string_bounds": string_bounds,
             "_from_bytes": int.from_bytes,
-            "_join_six_groups": join_six_groups,
             "_LONG_MIN": _LONG_MIN,
             "_LONG_MAX": _LONG_MAX,
             "_INT_MIN": _INT_MIN,
@@ -422,7 +415,8 @@ class _DecoderBuilder(_Source):
         return [
             f"{pad}{target} = _from_bytes(data[pos:pos + 6], 'little')",
             f"{pad}if {target} & {SIX_BYTE_MARKS:#x} == {SIX_BYTE_CONTINUED:#x}:",
-            f"{pad}    {target} = _join_six_groups({target})",
+            f"{pad}    {target} = {join_six_groups(target)}",
+            f"{pad}    {target} = ({target} >> 1) ^ -({target} & 1)",
             f"{pad}    pos += 6",
             f"{pad}else:",
             f"{pad}    {target}, pos = _read_long(data, pos)",
