@@ -109,8 +109,12 @@ class RecordPublisher:
 
                 self._produce(record, report)
             remaining = self._producer.flush(FLUSH_TIMEOUT_S)
-        if remaining:
-            log.warning("%d records still in flight after %.0f s", remaining, FLUSH_TIMEOUT_S)
+            while remaining:
+                # every record gets its report within delivery.timeout.ms: wait for it, as a
+                # record neither confirmed nor failed must not count as published (the
+                # changelog before the decisions)
+                log.warning("%d records still in flight after %.0f s", remaining, FLUSH_TIMEOUT_S)
+                remaining = self._producer.flush(FLUSH_TIMEOUT_S)
         return failed
 
     def _produce(self, record: Outbound, report: object) -> None:
