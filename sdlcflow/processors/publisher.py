@@ -85,11 +85,15 @@ class RecordPublisher:
         return offsets
 
     def send_nowait(self, records: Sequence[Outbound]) -> None:
-        """Queue records without waiting (ticks: a lost tick is replaced by the next one)."""
-        with self._lock:
-            for record in records:
-                self._produce(record, None)
-            self._producer.poll(0)
+        """Queue records without waiting (ticks: a lost tick is replaced by the next one).
+
+        Runs on the event loop, so it takes no lock: a batch holds the lock while it flushes,
+        for up to the delivery timeout when the broker is away, and a tick waiting for it
+        stopped the whole worker. librdkafka's produce is thread-safe; a batch's flush then
+        waits for these records too, which costs nothing."""
+        for record in records:
+            self._produce(record, None)
+        self._producer.poll(0)
 
     def _send_and_wait(
         self, records: Sequence[Outbound], offsets: Offsets
