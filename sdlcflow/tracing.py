@@ -23,9 +23,9 @@ from sdlcflow.errors import SdlcflowError
 TRACEPARENT_HEADER = "traceparent"
 _VERSION = "00"
 _SAMPLED = 0x01
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\Z")
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}\Z")
+_SPAN_ID = re.compile(r"^[0-9a-f]{16}\Z")
 
 
 class TraceContextError(SdlcflowError):

@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 Compensation = Callable[[TaskContract, "LeaseLoss"], Awaitable[None] | None]
 
 _ATTRIBUTE = "__sdlcflow_agent__"
-_CAPABILITY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_CAPABILITY = re.compile(r"^[a-z0-9][a-z0-9-]*\Z")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from sdlcflow.identity.canonical import to_plain
 # Tools whose versions a reviewer wants to see next to the results (first line of --version).
 DEFAULT_TOOLS: tuple[str, ...] = ("git", "python3")
 DEFAULT_CHECKS: tuple[str, ...] = ("ruff check .", "python -m pytest -q")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 _VERSION_TIMEOUT_S = 10
 
 

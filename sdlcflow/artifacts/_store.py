@@ -16,7 +16,7 @@ from pathlib import Path
 from sdlcflow.errors import SdlcflowError
 
 DIGEST_PREFIX = "sha256:"
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 _CHUNK = 1 << 20
 
 

@@ -48,7 +48,7 @@ SESSION_COOKIE = "sdlcflow_session"
 MAX_FORM_BYTES = 16 * 1024
 MAX_DIFF_CHARS = 400_000
 _APPROVAL_ID = r"^[A-Za-z0-9._:@/+-]{1,300}$"
-_EVENT_ID = re.compile(r"^[0-9a-f-]{36}$")
+_EVENT_ID = re.compile(r"^[0-9a-f-]{36}\Z")
 _CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"

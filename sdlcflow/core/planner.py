@@ -88,9 +88,9 @@ _STEP_KEYS = frozenset(
         "description",
     }
 )
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*\Z")
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1}
-_STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 
 
 class TemplateError(SdlcflowError):
@@ -239,7 +239,7 @@ def _parse_step(
     return step if isinstance(step_id, str) or len(problems) == before else None
 
 
-_GROUP = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+_GROUP = re.compile(r"^[a-z][a-z0-9_.-]{0,62}\Z")
 
 
 def _group(raw: Any, where: str, problems: list[str]) -> str:

@@ -20,7 +20,7 @@ from cassandra.cluster import Session
 from sdlcflow.infra.errors import MigrationFailed
 from sdlcflow.settings import Settings
 
-_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.cql$")
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.cql\Z")
 _LINE_COMMENT = re.compile(r"^\s*(--|//).*$", re.MULTILINE)
 
 

@@ -233,7 +233,7 @@ def _classify(old: Outcome, new: Outcome) -> Change:
     return Change.CHANGED
 
 
-_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])\Z")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 

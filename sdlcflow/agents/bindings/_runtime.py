@@ -27,7 +27,7 @@ from sdlcflow.settings import Settings
 
 REMOTES_ENV = "SDLCFLOW_GIT_REMOTES"
 ROOT_ENV = "SDLCFLOW_GIT_ROOT"
-_SAFE_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+_SAFE_PART = re.compile(r"^[A-Za-z0-9._-]+\Z")
 
 
 class BindingConfigError(TaskFailure):
