@@ -11,7 +11,8 @@ environment variable; `sdlcflow run processors` sets the same fields from its op
 - SDLCFLOW_TICK_INTERVAL_MS (500): how often each worker ticks the partitions it owns.
 - SDLCFLOW_LEASE_TTL_MS (30000): how long a grant or a heartbeat keeps a lease alive.
 - SDLCFLOW_BATCH_MAX (500): inputs per batch (one publish flush, one table write per repo).
-- SDLCFLOW_BATCH_WITHIN_MS (20): longest wait to fill a batch.
+- SDLCFLOW_BATCH_WITHIN_MS (0): 0 hands a batch over as soon as the previous one is done
+  (`batching.take_ready`); N > 0 uses faust's `take_events`, which waits N ms to fill each batch.
 - SDLCFLOW_MAX_CLOCK_SKEW_MS (30000): inputs dated further in the future are dead-lettered.
 - SDLCFLOW_PROCESSORS_REPOS (all): comma-separated glob patterns of the repositories this
   coordinator serves; records of other repositories are skipped unread (tests, sharding).
@@ -56,7 +57,7 @@ class ProcessorConfig:
     tick_interval_ms: int = 500
     lease_ttl_ms: int = 30_000
     batch_max: int = 500
-    batch_within_ms: int = 20
+    batch_within_ms: int = 0
     max_clock_skew_ms: int = 30_000
     credential_grace_ms: int = 300_000
     repos: tuple[str, ...] = ()
@@ -77,7 +78,7 @@ class ProcessorConfig:
             tick_interval_ms=_int_env("SDLCFLOW_TICK_INTERVAL_MS", 500),
             lease_ttl_ms=_int_env("SDLCFLOW_LEASE_TTL_MS", 30_000),
             batch_max=_int_env("SDLCFLOW_BATCH_MAX", 500),
-            batch_within_ms=_int_env("SDLCFLOW_BATCH_WITHIN_MS", 20),
+            batch_within_ms=_int_env("SDLCFLOW_BATCH_WITHIN_MS", 0),
             max_clock_skew_ms=_int_env("SDLCFLOW_MAX_CLOCK_SKEW_MS", 30_000),
             credential_grace_ms=_int_env("SDLCFLOW_CREDENTIAL_GRACE_MS", 300_000),
             repos=tuple(p for p in _env("SDLCFLOW_PROCESSORS_REPOS", "").split(",") if p),

@@ -11,8 +11,9 @@ from the environment, see `sdlcflow.processors.config`). Faust traps this design
 - table values are reassigned, never mutated in place (they are immutable bytes anyway);
 - rocksdb (rocksdict) by default, so a restart reads only the changelog's tail.
 
-The agent handles inputs in batches (`take_events`): one table write per repository changed
-in the batch, then two round trips to the broker, in this order (`CoordinatorShell.handle`):
+The agent handles inputs in batches (`batching.take_ready`: what arrived while the previous batch
+was handled, without a fill window): one table write per repository changed in the batch, then
+two round trips to the broker, in this order (`CoordinatorShell.handle`):
 
 1. the new table values go to the local store and their changelog records to the broker, and
    the shell waits until every changelog record is confirmed (acks=all): each value carries the
@@ -43,7 +44,7 @@ import os
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -58,6 +59,7 @@ from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, Tick
 from sdlcflow.core.planner import load_templates, packaged_template_texts
 from sdlcflow.infra.topics import ensure_topics
 from sdlcflow.observability.decisions import BatchObserver
+from sdlcflow.processors.batching import take_ready
 from sdlcflow.processors.config import ProcessorConfig, StoreKind
 from sdlcflow.processors.engine import (
     INPUT_TOPICS,
@@ -353,12 +355,10 @@ def create_app(config: ProcessorConfig) -> faust.App:
     app.sdlcflow_config = config
     shell = CoordinatorShell(app, config, states, index)
     app.coordinator_shell = shell  # type: ignore[attr-defined]
-    within = max(config.batch_within_ms, 1) / 1000
 
     @app.agent(inputs, concurrency=1)  # stateful: never more (DESIGN.md, Known traps)
     async def coordinate(stream: StreamT[bytes]) -> None:
-        batches = stream.take_events(config.batch_max, within=within)  # type: ignore[attr-defined]
-        async for events in batches:
+        async for events in _batches(stream, config):
             try:
                 await shell.handle(events)
             except Exception:
@@ -378,3 +378,10 @@ def create_app(config: ProcessorConfig) -> faust.App:
     app.on_partitions_assigned.connect(forget)  # type: ignore[arg-type]
 
     return app
+
+
+def _batches(stream: StreamT[bytes], config: ProcessorConfig) -> AsyncIterator[list[Any]]:
+    if config.batch_within_ms == 0:
+        return take_ready(stream, config.batch_max)
+    within = config.batch_within_ms / 1000
+    return stream.take_events(config.batch_max, within=within)  # type: ignore[attr-defined,no-any-return]
