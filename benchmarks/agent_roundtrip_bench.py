@@ -221,9 +221,9 @@ async def phase(
         "offered_per_s": rate, "tasks_requested": tasks, "tasks_accepted": accepted,
         "submit_s": round(submit_s, 3), "elapsed_s": round(elapsed, 3),
         "accepted_per_s": round(accepted / elapsed, 1),
-        "round_trip_ms": summary(stats.round_trip_ms[marks.round_trip :]),
-        "offer_to_accepted_ms": summary(stats.offer_to_accepted_ms[marks.offer :]),
-        "grant_ms": summary(stats.grant_latency_ms[marks.grant :]),
+        "round_trip_ms": summary(stats.round_trip_ms.since(marks.round_trip)),
+        "offer_to_accepted_ms": summary(stats.offer_to_accepted_ms.since(marks.offer)),
+        "grant_ms": summary(stats.grant_latency_ms.since(marks.grant)),
         "hops_ms": hop_summary(stats.hops[marks.hops :]),
         "agent_cpu_ms_per_task": round((time.process_time() - marks.agent_cpu) * per_task, 2),
         "coordinator_cpu_ms_per_task": round(

@@ -56,6 +56,7 @@ from sdlcflow.agents._transport import (
 )
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import Envelope, Event, Payload, VerifiedState
+from sdlcflow.observability.latency import LatencySamples
 from sdlcflow.observability.spans import handling
 from sdlcflow.settings import Settings
 from sdlcflow.streams.consumer import Delivery, Refusal, consumer_config
@@ -161,11 +162,12 @@ class WorkerStats:
     accepted: int = 0
     rejected: int = 0
     heartbeats: int = 0
-    grant_latency_ms: list[float] = field(default_factory=list)  # request sent -> answer
-    round_trip_ms: list[float] = field(default_factory=list)  # request sent -> result accepted
+    # bounded: cumulative buckets for /metrics and the latest samples (observability.latency)
+    grant_latency_ms: LatencySamples = field(default_factory=LatencySamples)  # request -> answer
+    round_trip_ms: LatencySamples = field(default_factory=LatencySamples)  # request -> accepted
     # the offer's decision time (coordinator's clock) -> result accepted (this host's clock):
     # includes the offer's delivery and its wait behind the same repository's earlier tasks
-    offer_to_accepted_ms: list[float] = field(default_factory=list)
+    offer_to_accepted_ms: LatencySamples = field(default_factory=LatencySamples)
     # per accepted task, when each hop happened (only with Worker(record_hops=True))
     hops: list[TaskHops] = field(default_factory=list)
 

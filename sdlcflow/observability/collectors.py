@@ -8,10 +8,9 @@ each counter, a collector reads them when Prometheus scrapes. Services register 
 
 from __future__ import annotations
 
-import bisect
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client.core import (
@@ -24,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from sdlcflow.core.state import RepoState
 from sdlcflow.observability import metrics
+from sdlcflow.observability.latency import LatencySamples
 
 
 class _WorkerLike(Protocol):
@@ -43,21 +43,10 @@ class _SinkLike(Protocol):
 
 
 def _histogram(
-    name: str, doc: str, labels: dict[str, str], values_ms: Sequence[float]
+    name: str, doc: str, labels: dict[str, str], samples: LatencySamples
 ) -> HistogramMetricFamily:
-    bounds = metrics.LATENCY_BUCKETS
-    counts = [0] * (len(bounds) + 1)
-    total = 0.0
-    for value in list(values_ms):
-        seconds = value / 1000
-        counts[bisect.bisect_left(bounds, seconds)] += 1
-        total += seconds
-    cumulative, buckets = 0, []
-    for bound, count in zip((*map(str, bounds), "+Inf"), counts, strict=True):
-        cumulative += count
-        buckets.append((bound, float(cumulative)))
     family = HistogramMetricFamily(name, doc, labels=list(labels))
-    family.add_metric(list(labels.values()), buckets, total)
+    family.add_metric(list(labels.values()), samples.cumulative(), samples.sum_s)
     return family
 
 
