@@ -28,7 +28,7 @@ async def take_ready(stream: Any, max_: int) -> AsyncIterator[list[Any]]:
     room.set()
 
     async def add(value: Any) -> Any:
-        while len(pending) >= max_:  # backpressure: the stream waits for the batch to go
+        while len(pending) >= max_ and not stream.should_stop:  # backpressure
             room.clear()
             await stream.wait(room)
         event = stream.current_event
