@@ -53,7 +53,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from sdlcflow.audit.rows import Origin, Placement, audit_record, placements
 from sdlcflow.audit.sink import AuditSink
 from sdlcflow.audit.store import DEFAULT_MAX_IN_FLIGHT, AuditStore, connect
-from sdlcflow.audit.writes import MAX_BATCH_BYTES, MAX_BATCH_ROWS, Row, Write, group_writes, rows_of
+from sdlcflow.audit.writes import Row, Write, cut_batches, group_writes, rows_of
 from sdlcflow.bench.machine import describe_machine
 from sdlcflow.core.events import Event
 from sdlcflow.settings import Settings
@@ -211,18 +211,7 @@ def rows_for(
 
 def in_arrival_order(rows: list[Row]) -> list[Write]:
     """Batches of rows as they came (the grouping before this change), under the same limits."""
-    writes: list[Write] = []
-    current: list[Row] = []
-    size = 0
-    for row in rows:
-        if current and (len(current) >= MAX_BATCH_ROWS or size + row.size > MAX_BATCH_BYTES):
-            writes.append(Write(tuple(current)))
-            current, size = [], 0
-        current.append(row)
-        size += row.size
-    if current:
-        writes.append(Write(tuple(current)))
-    return writes
+    return cut_batches(rows)
 
 
 # requests in flight before this change (the sink's default then)

@@ -168,11 +168,14 @@ def group_writes(
     writes: list[Write] = []
     for partitions in groups.values():
         members = [row for partition in partitions.values() for row in partition]
-        writes += _cut(members, max_rows, max_bytes)
+        writes += cut_batches(members, max_rows, max_bytes)
     return writes
 
 
-def _cut(rows: list[Row], max_rows: int, max_bytes: int) -> list[Write]:
+def cut_batches(
+    rows: list[Row], max_rows: int = MAX_BATCH_ROWS, max_bytes: int = MAX_BATCH_BYTES
+) -> list[Write]:
+    """`rows` in their order, cut into batches within the row and byte limits."""
     writes: list[Write] = []
     current: list[Row] = []
     size = 0
