@@ -100,28 +100,35 @@ class Stage:
     agent: SignedActor
     answered: set[str] = field(default_factory=set)
 
-    def send(self, payload: ev.Payload, task_id: str | None) -> Event:
+    def send(self, payload: ev.Payload, task_id: str | None, change_id: str | None = None) -> Event:
+        """Publish as the scripted agent, for this stage's change unless another is named."""
         event = self.agent.event(
-            payload, repo=self.repo, at=now_ms(), change_id=self.change_id, task_id=task_id
-        )
+            payload, repo=self.repo, at=now_ms(), change_id=change_id or self.change_id,
+            task_id=task_id,
+        )  # fmt: skip
         self.publisher.publish(AGENT_EVENTS, event)
         self.publisher.flush()
         return event
 
     def answer(self) -> None:
-        """Lease every offer and succeed every grant; the policy step reports REVIEW."""
+        """Lease every offer and succeed every grant of the repository's changes, each for its
+        own change (an earlier change of the repository may still be finishing); the policy
+        step reports REVIEW."""
         for event in self.watch.events():
             if event.event_id in self.answered:
                 continue
             self.answered.add(event.event_id)
-            payload, task_id = event.payload, event.envelope.task_id
+            payload, envelope = event.payload, event.envelope
             if isinstance(payload, ev.TaskOffered) and payload.contract.capability != "promote":
-                self.send(ev.LeaseRequested(payload.contract.capability), task_id)
+                self.send(ev.LeaseRequested(payload.contract.capability), envelope.task_id,
+                          envelope.change_id)  # fmt: skip
             elif isinstance(payload, ev.LeaseGranted) and payload.holder == self.agent.actor.id:
-                self.send(self.result(event, payload), task_id)
+                self.send(self.result(event, payload), envelope.task_id, envelope.change_id)
 
     def result(self, granted: Event, grant: ev.LeaseGranted) -> ev.TaskSucceeded:
-        planned = self.watch.events(of(self.change_id, ev.ChangePlanned))[0].payload
+        """The grant's change's plan precedes its grant in the repository's partition."""
+        change_id = granted.envelope.change_id or self.change_id
+        planned = self.watch.events(of(change_id, ev.ChangePlanned))[0].payload
         assert isinstance(planned, ev.ChangePlanned)
         state = planned.state
         step = (granted.envelope.task_id or "").rsplit("/", 1)[-1]
