@@ -3,6 +3,10 @@
 - offers: a consumer-group subscription to `sdlc.tasks.<capability>`; it hands offers to the
   event loop only while the worker has free slots (partitions are paused otherwise, so the poll
   loop keeps the group membership alive), and commits the offsets the loop says are safe.
+  librdkafka keeps a partition's pause across a rebalance when the partition stays assigned and
+  starts a newly assigned one unpaused, so after every assignment the pause or resume is
+  applied anew to the whole assignment; an offer polled beyond the free slots (one that
+  arrived on a fresh partition before that) is held until a slot frees.
   Messages it skips (decisions, other repositories' offers) take no slot: only their offsets
   travel to the loop, so a busy shared topic cannot crowd out this worker's offers.
 - follower: a group-less assignment of every partition of the same task topics, from their end
@@ -19,6 +23,7 @@ events to the loop with `call_soon_threadsafe`; the producer is served by a thir
 from __future__ import annotations
 
 import asyncio
+import collections
 import fnmatch
 import logging
 import queue
@@ -185,6 +190,13 @@ def _poll_batch(consumer: Consumer, limit: int) -> list[Message]:
     return batch
 
 
+def _origin(item: Delivery | Refusal | Skipped) -> tuple[str, int]:
+    """The topic and partition a polled item came from."""
+    if isinstance(item, Refusal):
+        return (item.letter.topic, item.letter.partition)
+    return (item.topic, item.partition)
+
+
 def _check_error(message: Message) -> bool:
     """True when the message is a real record; logs or raises for errors."""
     error = message.error()
@@ -228,12 +240,19 @@ class OfferConsumer:
         self._stop = threading.Event()
         self._accepting = True
         self._paused = False
+        self._assigned = False  # a new assignment: pause or resume it whatever `_paused` says
+        self._held: collections.deque[Delivery | Refusal | Skipped] = collections.deque()
         self._thread = threading.Thread(target=self._run, name="sdlcflow-agent-offers")
         self._thread.daemon = True
         self.error: BaseException | None = None
 
     def start(self) -> None:
-        self._consumer.subscribe(self._topics, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self._consumer.subscribe(
+            self._topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
         self._thread.start()
 
     def release_slot(self) -> None:
@@ -271,23 +290,33 @@ class OfferConsumer:
             log.exception("offer consumer stopped")
 
     def _poll_offers(self, free: int) -> OfferBatch:
-        """Up to `free` offers (one within POLL_S, then what is buffered), and the skipped
-        messages among them."""
+        """Up to `free` offers (held ones first, then one within POLL_S, then what is
+        buffered), and the skipped messages among them. An offer beyond `free` is held, and so
+        is everything after it, so the loop sees each partition in offset order."""
         batch: OfferBatch = []
         offers = 0
+        while self._held and (offers < free or isinstance(self._held[0], Skipped)):
+            item = self._held.popleft()
+            batch.append(item)
+            offers += not isinstance(item, Skipped)
         message = self._consumer.poll(POLL_S)
         while message is not None:
             if _check_error(message):
                 item = self._decode(message)
-                batch.append(item)
-                offers += not isinstance(item, Skipped)
+                takes_slot = not isinstance(item, Skipped)
+                if self._held or (takes_slot and offers >= free):
+                    self._held.append(item)
+                else:
+                    batch.append(item)
+                    offers += takes_slot
             if offers >= free or len(batch) >= MAX_BATCH:
                 break
             message = self._consumer.poll(0)
         return batch
 
     def _flow(self, open_: bool) -> None:
-        if open_ == (not self._paused):
+        """Pause the assignment while no slot is free, resume it when one is."""
+        if open_ == (not self._paused) and not self._assigned:
             return
         assignment = self._consumer.assignment()
         if open_:
@@ -295,6 +324,7 @@ class OfferConsumer:
         else:
             self._consumer.pause(assignment)
         self._paused = not open_
+        self._assigned = False
 
     def _decode(self, message: Message) -> Delivery | Refusal | Skipped:
         value = message.value()
@@ -320,10 +350,16 @@ class OfferConsumer:
         except KafkaException as exc:
             log.warning("offset commit failed; those offers will be re-delivered: %s", exc)
 
+    def _on_assign(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        # called before the assignment takes effect: `_flow` applies it on the next turn
+        self._assigned = True
+
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._apply_commits(asynchronous=False)
-        self._revoked([(tp.topic, tp.partition) for tp in partitions])
-        self._paused = False  # a new assignment starts unpaused
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._held = collections.deque(item for item in self._held if _origin(item) not in gone)
+        self._revoked(sorted(gone))
+        self._assigned = True
 
     def close(self) -> None:
         self._stop.set()
