@@ -426,7 +426,7 @@ class _BatchRun:
             return  # a duplicate, or a tick with nothing due: the state is unchanged
         slot = self._slot(repo, record.partition, before)
         slot.state = after
-        self._publish(slot, decisions, trace, before, after)
+        self._publish(slot, decisions, trace, before, after, event)
         self._reindex(repo, record.partition, after)
 
     def _publish(
@@ -436,12 +436,13 @@ class _BatchRun:
         trace: TraceContext | None,
         before: RepoState,
         after: RepoState,
+        cause: Event,
     ) -> None:
         key = slot.repo.encode("utf-8")
         parents: dict[str, bytes] = {}
         for decision in decisions:
             value, headers = self.engine.encode_decision(decision, trace, parents)
-            for topic in topics_for(decision, after, before):
+            for topic in topics_for(decision, after, before, cause=cause):
                 self._emit(slot, Outbound(topic, key, value, headers))
             self.result.decisions += 1
             self.result.emitted.append(decision)
@@ -486,9 +487,8 @@ class _BatchRun:
         after = evolve(before, rejected)
         slot = self._slot(envelope.repo, record.partition, before)
         slot.state = after
-        self._publish(
-            slot, (rejected,), _trace_of(record.headers, envelope.trace_id), before, after
-        )
+        trace = _trace_of(record.headers, envelope.trace_id)
+        self._publish(slot, (rejected,), trace, before, after, event)
 
     def _dead_letter(
         self, record: Inbound, reason: str, detail: str, schema_id: int | None

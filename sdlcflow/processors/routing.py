@@ -35,8 +35,10 @@ TASK_DECISIONS: frozenset[str] = frozenset(
 )
 
 
-def capability_of(decision: Event, *states: RepoState) -> str | None:
-    """The capability of the task a decision is about, looked up in the given states in turn."""
+def capability_of(decision: Event, *states: RepoState, cause: Event | None = None) -> str | None:
+    """The capability of the task a decision is about, looked up in the given states in turn;
+    for the answer to a lease request of a task the states no longer hold (its change closed),
+    the capability the request named, so the asking agent hears the refusal at once."""
     payload = decision.payload
     if isinstance(payload, ev.TaskOffered):
         return payload.contract.capability
@@ -48,14 +50,21 @@ def capability_of(decision: Event, *states: RepoState) -> str | None:
         task = change.tasks.get(envelope.task_id) if change is not None else None
         if task is not None:
             return task.contract.capability
+    if (
+        cause is not None
+        and isinstance(cause.payload, ev.LeaseRequested)
+        and envelope.causation_id == cause.event_id
+    ):
+        return cause.payload.capability
     return None
 
 
-def topics_for(decision: Event, *states: RepoState) -> tuple[str, ...]:
-    """Every topic a decision is published to, `sdlc.coordinator` first."""
+def topics_for(decision: Event, *states: RepoState, cause: Event | None = None) -> tuple[str, ...]:
+    """Every topic a decision is published to, `sdlc.coordinator` first; `cause` is the input
+    the decision answers, when there is one."""
     if decision.envelope.type not in TASK_DECISIONS:
         return (COORDINATOR,)
-    capability = capability_of(decision, *states)
+    capability = capability_of(decision, *states, cause=cause)
     if capability is None:
         return (COORDINATOR,)
     return (COORDINATOR, task_topic(capability))

@@ -92,6 +92,22 @@ class TestLeases:
         assert _types(grants) == ["LeaseGranted"]
         assert result.grants == 1
 
+    def test_a_lease_request_for_an_unknown_change_is_answered_on_the_task_topic(
+        self, harness: Harness
+    ) -> None:
+        """The asking agent reads its task topic: the refusal must reach it there, or it
+        waits out its grant timeout for every stale offer (a closed change's re-delivery)."""
+        bot = harness.issuer.actor("lint-bot", capabilities=("lint",), issued_at=T0)
+        gone = str(uuid.uuid4())
+        ask = bot.event(
+            LeaseRequested("lint"), repo=REPO, at=T0 + 1, change_id=gone, task_id=f"{gone}/lint"
+        )
+        result = harness.run([harness.record(AGENT_EVENTS, ask)])
+        answers = harness.decoded(result.outbound, "sdlc.tasks.lint")
+        assert _types(answers) == ["EventRejected"]
+        assert answers[0].envelope.causation_id == ask.event_id
+        assert _types(harness.decoded(result.outbound, COORDINATOR)) == ["EventRejected"]
+
     def test_a_tick_after_expiry_reoffers_with_the_next_epoch(self, harness: Harness) -> None:
         change_id, offers = _plan(harness)
         bot = harness.issuer.actor("lint-bot", capabilities=("lint",), issued_at=T0)
