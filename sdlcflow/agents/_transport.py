@@ -60,7 +60,13 @@ METADATA_TIMEOUT_S = 10.0
 # fetch as soon as one byte is there (fetch.min.bytes=1), but a resumed partition joins only
 # the next fetch request, after the one in flight returns: up to fetch.wait.max.ms (500 ms by
 # default) when the other partitions are idle. 50 ms bounds that wait at 20 idle fetches/s.
-OFFER_CONSUMER_CONFIG: dict[str, Any] = {"fetch.wait.max.ms": 50}
+# A dead agent's offers move to a live member once its session lapses: librdkafka's 45 s
+# default kept a killed agent's partitions idle for 28-62 s in the chaos runs.
+OFFER_CONSUMER_CONFIG: dict[str, Any] = {
+    "fetch.wait.max.ms": 50,
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 3_000,
+}
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,7 @@ def _run_with_servers(
         report.durations_s["audit_catch_up"] = time.monotonic() - phase
         sink.stop()
         _check(report, workload, evidence, stored, rows)
+        _write_lost_timelines(workdir / LOST_TIMELINES, report, evidence.decisions, progress)
         report.unplanned_exits = {
             c.name: c.unplanned_exits for c in children.all if c.unplanned_exits
         }
@@ -514,6 +515,35 @@ def _check(
         + invariants.audit_violations(evidence.event_ids, stored, rows)
         + invariants.replay_violations(report.replay)
     )
+
+
+def _write_lost_timelines(
+    path: Path, report: ChaosReport, decisions: list[Event], progress: Progress
+) -> None:
+    """Each open change's decisions in log order, for whoever looks into why it stayed open
+    (an offer nobody asked for, a grant never answered, a revision never re-offered)."""
+    lost = {v.subject for v in report.violations if v.invariant == "change-lost"}
+    if not lost:
+        return
+    lines: list[str] = []
+    for change_id in sorted(lost):
+        lines.append(f"change {change_id}")
+        for event in invariants.distinct(decisions):
+            if event.envelope.change_id == change_id:
+                lines.append("  " + _timeline_line(event))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    progress(f"the decisions of the {len(lost)} open changes: {path}")
+
+
+def _timeline_line(event: Event) -> str:
+    envelope, payload = event.envelope, event.payload
+    step = (envelope.task_id or "").rsplit("/", 1)[-1] or "-"
+    facts = [f"{name}={getattr(payload, name)}" for name in _FACTS if hasattr(payload, name)]
+    return f"{envelope.occurred_at} {type(payload).__name__} {step} {' '.join(facts)}".rstrip()
+
+
+LOST_TIMELINES = "lost-changes.txt"
+_FACTS = ("epoch", "holder", "attempt", "reason", "rejected_type")
 
 
 # decisions that show the coordinator fencing someone off: what the faults provoked
