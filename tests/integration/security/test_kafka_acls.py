@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from confluent_kafka.admin import (
 from secure_broker import ClientValue, SecureBroker, secure_broker
 
 from sdlcflow.audit.sink import SINK_GROUP
-from sdlcflow.processors.config import DEFAULT_APP_ID
+from sdlcflow.processors.config import DEFAULT_APP_ID, ProcessorConfig, StoreKind
 from sdlcflow.settings import Settings
 from sdlcflow.streams.topics import (
     AGENT_EVENTS,
@@ -45,26 +45,49 @@ TOPICS = (
 )  # fmt: skip
 TASKS_PREFIX = "sdlc.tasks."
 CATALOG_PREFIX = "sdlc."
+# the coordinator's faust tables: their changelog topics are its state (a forged record there is
+# a forged coordinator state after the next recovery)
+COORDINATOR_CONFIG = ProcessorConfig(
+    DEFAULT_APP_ID, "unused:9092", 1, StoreKind.MEMORY, Path("unused"), Path("unused")
+)
+CHANGELOG_PREFIX = f"{DEFAULT_APP_ID}-"
+STATE_CHANGELOG, INDEX_CHANGELOG = (
+    COORDINATOR_CONFIG.changelog_topic(table)
+    for table in (COORDINATOR_CONFIG.state_table, COORDINATOR_CONFIG.index_table)
+)
+CHANGELOGS = (STATE_CHANGELOG, INDEX_CHANGELOG)
+APPROVALS_GROUP = "sdlcflow-approvals"
 
 
 @dataclass(frozen=True)
 class Grant:
     """What one principal may do (docs/security.md, "ACLs, one principal per role"): topics it
-    writes and reads (a name ending in "." is a prefix) and the consumer-group prefix it uses."""
+    writes, reads and creates (a name ending in "." or "-" is a prefix) and the consumer-group
+    prefix it uses."""
 
     principal: str
     writes: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
+    creates: tuple[str, ...] = ()
     group_prefix: str = ""
     must_not_write: tuple[str, ...] = field(default=(), compare=False)
     must_not_read: tuple[str, ...] = field(default=(), compare=False)
 
 
+REVIEWER_CONSOLE = Grant(
+    "reviewer-console",
+    writes=(AGENT_EVENTS,),
+    reads=(COORDINATOR,),
+    group_prefix=APPROVALS_GROUP,
+    must_not_write=(COORDINATOR, CHANGE_REQUESTS, STATE_CHANGELOG),
+    must_not_read=(AGENT_EVENTS, DEPLOY_TASKS, STATE_CHANGELOG),
+)
 GRANTS = (
     Grant(
         "coordinator",
-        writes=(COORDINATOR, TASKS_PREFIX, DEAD_LETTER, TICKS),
-        reads=(CHANGE_REQUESTS, AGENT_EVENTS, TICKS),
+        writes=(COORDINATOR, TASKS_PREFIX, DEAD_LETTER, TICKS, CHANGELOG_PREFIX),
+        reads=(CHANGE_REQUESTS, AGENT_EVENTS, TICKS, CHANGELOG_PREFIX),  # recovery reads changelogs
+        creates=(CHANGELOG_PREFIX,),  # faust creates its changelog topics at the first start
         group_prefix=DEFAULT_APP_ID,
         must_not_write=(AGENT_EVENTS, CHANGE_REQUESTS),
         must_not_read=(),
@@ -74,44 +97,47 @@ GRANTS = (
         writes=(AGENT_EVENTS, DEAD_LETTER),
         reads=(LINT_TASKS,),
         group_prefix="sdlcflow-agent",
-        must_not_write=(COORDINATOR, LINT_TASKS, CHANGE_REQUESTS),
-        must_not_read=(DEPLOY_TASKS, COORDINATOR, AGENT_EVENTS),
+        must_not_write=(COORDINATOR, LINT_TASKS, CHANGE_REQUESTS, STATE_CHANGELOG),
+        must_not_read=(DEPLOY_TASKS, COORDINATOR, AGENT_EVENTS, STATE_CHANGELOG),
     ),
     Grant(
         "agent-policy",
         writes=(AGENT_EVENTS, DEAD_LETTER),
         reads=(POLICY_TASKS,),
         group_prefix="sdlcflow-agent",
-        must_not_write=(COORDINATOR, POLICY_TASKS),
-        must_not_read=(LINT_TASKS, COORDINATOR),
+        must_not_write=(COORDINATOR, POLICY_TASKS, INDEX_CHANGELOG),
+        must_not_read=(LINT_TASKS, COORDINATOR, INDEX_CHANGELOG),
     ),
-    Grant(
-        "reviewer-console",
-        writes=(AGENT_EVENTS,),
-        reads=(COORDINATOR,),
-        group_prefix="sdlcflow-approvals",
-        must_not_write=(COORDINATOR, CHANGE_REQUESTS),
-        must_not_read=(AGENT_EVENTS, DEPLOY_TASKS),
+    REVIEWER_CONSOLE,
+    replace(  # revocations and policy modes: the reviewer-console's grants, nothing more
+        REVIEWER_CONSOLE,
+        principal="ops",
+        must_not_write=(COORDINATOR, LINT_TASKS, DEPLOY_TASKS, CHANGE_REQUESTS, STATE_CHANGELOG),
     ),
     Grant(
         "producer",
         writes=(CHANGE_REQUESTS,),
-        must_not_write=(AGENT_EVENTS, COORDINATOR),
-        must_not_read=(CHANGE_REQUESTS, COORDINATOR),
+        must_not_write=(AGENT_EVENTS, COORDINATOR, STATE_CHANGELOG),
+        must_not_read=(CHANGE_REQUESTS, COORDINATOR, STATE_CHANGELOG),
     ),
     Grant(
         "audit-sink",
         writes=(DEAD_LETTER,),
         reads=(CATALOG_PREFIX,),
         group_prefix=SINK_GROUP,
-        must_not_write=(COORDINATOR, AGENT_EVENTS, CHANGE_REQUESTS),
+        must_not_write=(COORDINATOR, AGENT_EVENTS, CHANGE_REQUESTS, STATE_CHANGELOG),
+        must_not_read=(STATE_CHANGELOG,),
     ),
 )
 BY_NAME = {grant.principal: grant for grant in GRANTS}
 
 
+def _is_prefix(name: str) -> bool:
+    return name.endswith((".", "-"))
+
+
 def _binding(principal: str, resource: ResourceType, name: str, op: AclOperation) -> AclBinding:
-    prefixed = name.endswith(".") or resource is ResourceType.GROUP
+    prefixed = _is_prefix(name) or resource is ResourceType.GROUP
     return AclBinding(
         resource,
         name,
@@ -125,13 +151,15 @@ def _binding(principal: str, resource: ResourceType, name: str, op: AclOperation
 
 def least_privilege_acls(grant: Grant) -> list[AclBinding]:
     """The ACLs of one principal: WRITE+DESCRIBE on what it writes, READ+DESCRIBE on what it
-    reads, READ on its consumer groups; nothing else (the broker denies what no ACL allows)."""
+    reads, CREATE on what it creates, READ on its consumer groups; nothing else (the broker
+    denies what no ACL allows)."""
     topic, write, read, describe = (
         ResourceType.TOPIC, AclOperation.WRITE, AclOperation.READ, AclOperation.DESCRIBE,
     )  # fmt: skip
     who = grant.principal
     acls = [_binding(who, topic, name, op) for name in grant.writes for op in (write, describe)]
     acls += [_binding(who, topic, name, op) for name in grant.reads for op in (read, describe)]
+    acls += [_binding(who, topic, name, AclOperation.CREATE) for name in grant.creates]
     if grant.group_prefix:
         acls.append(_binding(who, ResourceType.GROUP, grant.group_prefix, read))
     return list(dict.fromkeys(acls))  # a topic both written and read: DESCRIBE once
@@ -144,14 +172,33 @@ def broker(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Iter
     with secure_broker(home, tuple(BY_NAME), settings) as running:
         admin = AdminClient(running.client_config("admin"))
         topics = [NewTopic(t, num_partitions=1, replication_factor=1) for t in TOPICS]
+        topics += [_changelog_topic(name) for name in CHANGELOGS]
         for future in admin.create_topics(topics).values():
             future.result(timeout=60)
         acls = [acl for grant in GRANTS for acl in least_privilege_acls(grant)]
         for future in admin.create_acls(acls).values():
             future.result(timeout=60)
-        for name in TOPICS:
+        for name in (*TOPICS, *CHANGELOGS):
             assert _produce(running.client_config("admin"), name) is None
         yield running
+
+
+def _changelog_topic(name: str) -> NewTopic:
+    """A topic as faust creates a table's changelog: compacted."""
+    return NewTopic(
+        name, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"}
+    )
+
+
+def _create(config: dict[str, ClientValue], topic: str) -> KafkaError | None:
+    """Create a changelog-like topic: None when created, else the broker's error."""
+    admin = AdminClient(config)  # kept referenced: a collected client fails its futures
+    future = admin.create_topics([_changelog_topic(topic)])[topic]
+    try:
+        future.result(timeout=60)
+    except KafkaException as exc:
+        return exc.args[0]  # type: ignore[no-any-return]
+    return None
 
 
 def _produce(config: dict[str, ClientValue], topic: str) -> KafkaError | None:
@@ -202,7 +249,7 @@ def _cases(kind: str) -> list[tuple[str, str]]:
         (grant.principal, topic)
         for grant in GRANTS
         for topic in getattr(grant, kind)
-        if not topic.endswith(".")
+        if not _is_prefix(topic)
     ]
 
 
@@ -210,11 +257,16 @@ def _allowed_reads() -> list[tuple[str, str]]:
     """Each principal's reads; a prefix grant is exercised on two topics under it."""
     cases = _cases("reads")
     cases += [("audit-sink", COORDINATOR), ("audit-sink", DEPLOY_TASKS)]
-    return cases
+    return cases + [("coordinator", changelog) for changelog in CHANGELOGS]
 
 
 def _allowed_writes() -> list[tuple[str, str]]:
-    return [*_cases("writes"), ("coordinator", LINT_TASKS), ("coordinator", DEPLOY_TASKS)]
+    cases = [*_cases("writes"), ("coordinator", LINT_TASKS), ("coordinator", DEPLOY_TASKS)]
+    return cases + [("coordinator", changelog) for changelog in CHANGELOGS]
+
+
+def _new_changelog_name() -> str:
+    return f"{CHANGELOG_PREFIX}acl-test-{uuid.uuid4().hex[:8]}-changelog"
 
 
 def _group(principal: str) -> str:
@@ -254,6 +306,18 @@ class TestAclsPerPrincipal:
     def test_agent_cannot_consume_in_another_roles_group(self, broker: SecureBroker) -> None:
         error = _consume(broker.client_config("agent-lint"), LINT_TASKS, f"{SINK_GROUP}-steal")
         assert error is not None and error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+    def test_coordinator_creates_topics_under_its_changelog_prefix(
+        self, broker: SecureBroker
+    ) -> None:
+        assert _create(broker.client_config("coordinator"), _new_changelog_name()) is None
+
+    @pytest.mark.parametrize("principal", [g.principal for g in GRANTS if not g.creates])
+    def test_principal_cannot_create_topics_under_the_changelog_prefix(
+        self, broker: SecureBroker, principal: str
+    ) -> None:
+        error = _create(broker.client_config(principal), _new_changelog_name())
+        assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
 class TestListenerSecurity:
