@@ -12,8 +12,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from cryptography.exceptions import UnsupportedAlgorithm
+import nacl.exceptions
+import nacl.signing
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -92,6 +95,37 @@ def decode_public_key(text: str) -> Ed25519PublicKey:
     if len(raw) != 32:
         raise KeyFileError(f"public key decodes to {len(raw)} bytes; an Ed25519 key has 32")
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+class SignatureVerifier(Protocol):
+    """What checks a signature: `Ed25519PublicKey` and `VerifyKey` both do."""
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        """Return if `signature` signs `data`, else raise cryptography's InvalidSignature."""
+
+
+@dataclass(frozen=True)
+class VerifyKey:
+    """An Ed25519 public key kept for checking many signatures (the coordinator checks one per
+    input): libsodium verifies in about half OpenSSL's time. It accepts a subset of what
+    OpenSSL accepts (it also refuses small-order keys and R points, which no honestly made key
+    or signature has), so no signature OpenSSL refuses passes here."""
+
+    public_key: Ed25519PublicKey
+    _sodium: nacl.signing.VerifyKey
+
+    @classmethod
+    def of(cls, key: Ed25519PublicKey) -> VerifyKey:
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return cls(key, nacl.signing.VerifyKey(raw))
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        """Like `Ed25519PublicKey.verify`: raise InvalidSignature unless `signature` signs
+        `data`."""
+        try:
+            self._sodium.verify(data, signature)
+        except (nacl.exceptions.BadSignatureError, ValueError):
+            raise InvalidSignature from None
 
 
 def private_key_pem(key: Ed25519PrivateKey) -> bytes:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.identity.canonical import DIGEST_PREFIX, canonical_bytes, to_plain
-from sdlcflow.identity.keys import KeyPair, b64url_decode, b64url_encode
+from sdlcflow.identity.keys import KeyPair, SignatureVerifier, b64url_decode, b64url_encode
 
 EVENT_DOMAIN = b"sdlcflow/event/v1\n"
 EVIDENCE_DOMAIN = b"sdlcflow/evidence/v1\n"
@@ -56,7 +56,7 @@ def signature_key_id(signature: str) -> str:
     return key_id
 
 
-def _verify(signature: str, digest: str, key: Ed25519PublicKey, what: str) -> None:
+def _verify(signature: str, digest: str, key: SignatureVerifier, what: str) -> None:
     key_id = signature_key_id(signature)
     try:
         raw = b64url_decode(signature.partition(":")[2])
@@ -93,7 +93,7 @@ def sign_event(envelope: Any, payload: Any, pair: KeyPair) -> str:
     return _sign(pair, event_digest(envelope, payload))
 
 
-def verify_event(envelope: Any, payload: Any, signature: str, key: Ed25519PublicKey) -> None:
+def verify_event(envelope: Any, payload: Any, signature: str, key: SignatureVerifier) -> None:
     """Raise SignatureRejected unless `signature` signs exactly this envelope and payload."""
     _verify(signature, event_digest(envelope, payload), key, "event")
 

@@ -42,6 +42,7 @@ from sdlcflow.identity import (
 from sdlcflow.identity import RejectReason as CredentialReason
 from sdlcflow.identity.credentials import check_revocation
 from sdlcflow.identity.issuers import IssuerRing, IssuersFileError, parse_entries, ring_of
+from sdlcflow.identity.keys import VerifyKey
 from sdlcflow.identity.revocation import RevocationFileError, RevocationList, parse_revocations
 
 log = logging.getLogger(__name__)
@@ -254,7 +255,7 @@ class CredentialGate:
         self.max_clock_skew_ms = max_clock_skew_ms
         self.credential_grace_ms = credential_grace_ms
         self._claims: dict[str, CredentialClaims] = {}
-        self._actor_keys: dict[str, Ed25519PublicKey] = {}
+        self._actor_keys: dict[str, VerifyKey] = {}
         self._issuers_version = issuers.version
 
     def admit(self, event: Event, now_ms: int, *, from_timer: bool = False) -> Event | Refusal:
@@ -378,11 +379,11 @@ class CredentialGate:
             return Refusal(InputRejection.MISSING_SCOPE, "signature-invalid", str(exc))
         return None
 
-    def _actor_key(self, claims: CredentialClaims) -> Ed25519PublicKey:
+    def _actor_key(self, claims: CredentialClaims) -> VerifyKey:
         assert claims.actor_key is not None
         key = self._actor_keys.get(claims.actor_key)
         if key is None:
-            key = decode_public_key(claims.actor_key)
+            key = VerifyKey.of(decode_public_key(claims.actor_key))
             if len(self._actor_keys) >= CLAIMS_CACHE_SIZE:
                 self._actor_keys.clear()
             self._actor_keys[claims.actor_key] = key
