@@ -134,11 +134,20 @@ def _key(key: object) -> str:
     return key
 
 
+# What `json.dumps` would build per call with these options, built once (same bytes).
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_bytes(value: Any) -> bytes:
     """The canonical UTF-8 JSON encoding of `value` (see the module docstring for the rules)."""
-    return json.dumps(
-        to_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return plain_canonical_bytes(to_plain(value))
+
+
+def plain_canonical_bytes(plain: Any) -> bytes:
+    """`canonical_bytes` of a value `to_plain` already returned (skips a second walk)."""
+    return _ENCODER.encode(plain).encode("utf-8")
 
 
 def sha256_digest(data: bytes) -> str:

@@ -19,7 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from sdlcflow.errors import SdlcflowError
-from sdlcflow.identity.canonical import DIGEST_PREFIX, canonical_bytes, to_plain
+from sdlcflow.identity.canonical import (
+    DIGEST_PREFIX,
+    canonical_bytes,
+    plain_canonical_bytes,
+    to_plain,
+)
 from sdlcflow.identity.keys import KeyPair, SignatureVerifier, b64url_decode, b64url_encode
 
 EVENT_DOMAIN = b"sdlcflow/event/v1\n"
@@ -85,7 +90,8 @@ def event_digest(envelope: Any, payload: Any) -> str:
     if not isinstance(plain, dict):
         raise SignatureRejected("an envelope must encode to a JSON object")
     plain.pop("signature", None)
-    return _digest(EVENT_DOMAIN, {"envelope": plain, "payload": to_plain(payload)})
+    signed = {"envelope": plain, "payload": to_plain(payload)}
+    return DIGEST_PREFIX + hashlib.sha256(EVENT_DOMAIN + plain_canonical_bytes(signed)).hexdigest()
 
 
 def sign_event(envelope: Any, payload: Any, pair: KeyPair) -> str:

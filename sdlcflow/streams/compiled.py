@@ -226,6 +226,8 @@ class _EncoderBuilder(_Source):
             return [f"{pad}_write_long(out, {index}[{expr}])"]
         if kind == "array":
             return self._array(hint, avro, expr, space, pad)
+        if kind == "map":
+            return self._map(hint, avro, expr, space, pad)
         if kind == "record":
             return [f"{pad}{self.record(hint, avro, space)}(out, {expr})"]
         raise TypeError(f"no compiled encoder for {avro!r}")
@@ -278,6 +280,21 @@ class _EncoderBuilder(_Source):
             f"{pad}if {v}:",
             f"{pad}    _write_long(out, len({v}))",
             f"{pad}    for {item} in {v}:",
+            *body,
+            f"{pad}out.append(0)",
+        ]
+
+    def _map(self, hint: Any, avro: Schema, expr: str, space: str | None, pad: str) -> list[str]:
+        """One block of (key, value) pairs and the closing zero, as fastavro writes a map."""
+        values = resolve_type(avro["values"], self.names, space)
+        v, key, item = self.var("m"), self.var("k"), self.var("i")
+        body = self.value(typing.get_args(hint)[1], values, item, space, pad + "        ")
+        return [
+            f"{pad}{v} = {expr}",
+            f"{pad}if {v}:",
+            f"{pad}    _write_long(out, len({v}))",
+            f"{pad}    for {key}, {item} in {v}.items():",
+            *self.value(str, "string", key, space, pad + "        "),
             *body,
             f"{pad}out.append(0)",
         ]
@@ -384,6 +401,8 @@ class _DecoderBuilder(_Source):
             return self._lookup(target, members, "enum index out of range", pad)
         if kind == "array":
             return self._array(hint, avro, target, space, pad)
+        if kind == "map":
+            return self._map(hint, avro, target, space, pad)
         if kind == "record":
             if avro["name"] in self._inlining:  # a recursive type: call, do not inline forever
                 return [f"{pad}{target}, pos = {self.record(hint, avro, space)}(data, pos)"]
@@ -464,6 +483,30 @@ class _DecoderBuilder(_Source):
             f"{pad}        {acc}.append({item})",
             *self._long(count, pad + "    "),
             f"{pad}{target} = tuple({acc})",
+        ]
+
+    def _map(self, hint: Any, avro: Schema, target: str, space: str | None, pad: str) -> list[str]:
+        """Blocks of (key, value) pairs into a dict, as fastavro reads a map (last key wins)."""
+        values = resolve_type(avro["values"], self.names, space)
+        count, acc, key, item = self.var("c"), self.var("g"), self.var("k"), self.var("i")
+        size = self.var("z")
+        inner = pad + "        "
+        return [
+            f"{pad}{acc} = {{}}",
+            *self._long(count, pad),
+            f"{pad}while {count}:",
+            f"{pad}    if {count} < 0:",
+            f"{pad}        {count} = -{count}",
+            *self._long(size, pad + "        "),
+            # every key takes a byte at least: no count runs a loop beyond the bytes left
+            f"{pad}    if {count} > end - pos:",
+            f"{pad}        raise _Truncated('map longer than the bytes left')",
+            f"{pad}    for _ in range({count}):",
+            *self.value(str, "string", key, space, inner),
+            *self.value(typing.get_args(hint)[1], values, item, space, inner),
+            f"{inner}{acc}[{key}] = {item}",
+            *self._long(count, pad + "    "),
+            f"{pad}{target} = {acc}",
         ]
 
 

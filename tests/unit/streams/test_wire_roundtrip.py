@@ -94,6 +94,18 @@ class TestCompiledVarints:
         longer = frame[:at] + b"\x80\x00" + frame[at + 1 :]  # index 0 as a two-byte varint
         assert CODEC.decode(longer) == GENERIC.decode(longer) == none
 
+    def test_a_map_written_in_blocks_with_byte_sizes_decodes_like_fastavro(self) -> None:
+        base = sample_event("TaskOffered")
+        modes = {"a": True, "b": False}
+        event = Event(base.envelope, dataclasses.replace(base.payload, policy_modes=modes))
+        frame = CODEC.encode(event)
+        assert frame == GENERIC.encode(event)
+        one_block = b"\x04\x02a\x01\x02b\x00\x00"  # policy_modes is the last field
+        assert frame.endswith(one_block)
+        # two blocks of one pair each, counts negative so a byte size follows (Avro spec)
+        blocks = frame[: -len(one_block)] + b"\x01\x06\x02a\x01\x01\x06\x02b\x00\x00"
+        assert CODEC.decode(blocks) == GENERIC.decode(blocks) == event
+
     def test_strings_longer_than_a_one_byte_length_round_trip(self) -> None:
         base = sample_event("LeaseHeartbeat")
         event = Event(dataclasses.replace(base.envelope, repo="acme/" + "r" * 300), base.payload)
