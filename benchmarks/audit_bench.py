@@ -51,7 +51,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartiti
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from sdlcflow.audit.rows import Origin, Placement, audit_record, placements
-from sdlcflow.audit.sink import AuditSink
+from sdlcflow.audit.sink import AuditSink, sink_process_gc
 from sdlcflow.audit.store import DEFAULT_MAX_IN_FLIGHT, AuditStore, connect
 from sdlcflow.audit.writes import Row, Write, cut_batches, group_writes, rows_of
 from sdlcflow.bench.machine import describe_machine
@@ -352,7 +352,8 @@ def _sink_process(ns: str, group: str, batch: int, in_flight: int, stop: Any) ->
             sink.stop()
 
         threading.Thread(target=stop_when_told, daemon=True).start()
-        sink.run(poll_timeout=0.2)
+        with sink_process_gc():  # as `sdlcflow audit sink` runs
+            sink.run(poll_timeout=0.2)
         sink.close()
     finally:
         cluster.shutdown()

@@ -133,7 +133,7 @@ def sink(
     log_sample_rate: float,
 ) -> None:
     """Store every event of every sdlc.* topic in Cassandra, exactly once (Ctrl-C to stop)."""
-    from sdlcflow.audit.sink import AuditSink
+    from sdlcflow.audit.sink import AuditSink, sink_process_gc
 
     logs.configure(log_format, level=logging.INFO, success_sample_rate=log_sample_rate)
     settings = Settings.from_env()
@@ -148,6 +148,7 @@ def sink(
                 "sdlcflow-audit", metrics_port=metrics_port, bootstrap=bootstrap, groups=[group]
             ),
             AuditSink(store, bootstrap=bootstrap, group_id=group, batch_size=batch) as running,
+            sink_process_gc(),
         ):
             unwatch = watch_sink(running)
             try:

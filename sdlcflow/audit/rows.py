@@ -9,10 +9,9 @@ gives the same rows, so writing them again after a redelivery changes nothing.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -32,8 +31,7 @@ POLICY_TYPES = frozenset({"PolicyEvaluated", "PolicyModeChanged", "PolicyModeSet
 DEAD_LETTER_TYPE = "MessageDeadLettered"
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(NamedTuple):
     """Where a record was read: topic, partition, offset and its Kafka timestamp (ms)."""
 
     topic: str
@@ -42,9 +40,12 @@ class Origin:
     timestamp: int | None = None
 
 
-@dataclass(frozen=True)
-class AuditRecord:
-    """The columns every audit table shares, for one event."""
+class AuditRecord(NamedTuple):
+    """The columns every audit table shares, for one event.
+
+    The fields up to `json` are the common columns in their table order (`tables.COMMON_COLUMNS`,
+    `kafka_` prefixes aside): the sink serialises them by position.
+    """
 
     event_id: str
     event_type: str
@@ -67,9 +68,12 @@ class AuditRecord:
     write_timestamp: int  # µs; USING TIMESTAMP, derived from the event time (see write_time)
 
 
-@dataclass(frozen=True)
-class Placement:
-    """One row of one query table: the table and the values of its extra key/filter columns."""
+class Placement(NamedTuple):
+    """One row of one query table: the table and the values of the columns only it has.
+
+    The day and hour buckets are the event's own (see `writes.shared_columns`), not a
+    placement's.
+    """
 
     table: str
     extra: tuple[tuple[str, Any], ...] = ()
@@ -111,17 +115,13 @@ def write_time(event: Event, topic: str) -> int:
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
+def bucket_ms(ms: int) -> int:
+    """`ms` within what a calendar can hold: the time a bucket (day, hour, month) is taken of."""
+    return min(max(ms, 0), _MAX_MS)
+
+
 def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(min(max(ms, 0), _MAX_MS) / 1000, UTC)
-
-
-def utc_day(ms: int) -> date:
-    return _utc(ms).date()
-
-
-def utc_hour(ms: int) -> datetime:
-    """The start of the UTC hour containing `ms` (naive UTC, as the driver returns them)."""
-    return _utc(ms).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    return datetime.fromtimestamp(bucket_ms(ms) / 1000, UTC)
 
 
 def utc_month(ms: int) -> str:
@@ -243,24 +243,32 @@ def audit_record(event: Event, avro: bytes, origin: Origin) -> AuditRecord:
     )
 
 
+_BY_ID = Placement("events_by_id")
+_BY_TYPE_HOUR = Placement("events_by_type_hour")
+_BY_REPO_DAY = Placement("events_by_repo_day")
+_BY_ACTOR_DAY = Placement("events_by_actor_day")
+_BY_CHANGE = Placement("events_by_change")
+_CHANGES_BY_TRACE = Placement("changes_by_trace")
+_CHANGES_BY_TASK = Placement("changes_by_task")
+_BY_TRACE = Placement("events_by_trace")
+_BY_TASK = Placement("events_by_task")
+
+
 def placements(event: Event) -> list[Placement]:
-    """Every query table `event` belongs to, with its partition key (empty keys skipped)."""
+    """Every query table `event` belongs to, with the columns only that row has (empty keys
+    skipped)."""
     envelope = event.envelope
-    at = event_time(event)
-    day = utc_day(at)
-    rows = [
-        Placement("events_by_id"),
-        Placement("events_by_type_hour", (("hour", utc_hour(at)),)),
-        *_trace_and_task_rows(envelope),
-    ]
+    rows = [_BY_ID, _BY_TYPE_HOUR, *_trace_and_task_rows(envelope)]
     if envelope.repo:
-        rows.append(Placement("events_by_repo_day", (("day", day),)))
+        rows.append(_BY_REPO_DAY)
     if envelope.actor.id:
-        rows.append(Placement("events_by_actor_day", (("day", day),)))
-    rows += _policy_rows(event.payload, day)
-    rows += _approval_rows(event, at)
-    if isinstance(event.payload, MessageDeadLettered):
-        rows.append(_dead_letter_row(event.payload, day))
+        rows.append(_BY_ACTOR_DAY)
+    payload = event.payload
+    if type(payload) in _SPECIAL_PAYLOADS:
+        rows += _policy_rows(payload)
+        rows += _approval_rows(event)
+        if isinstance(payload, MessageDeadLettered):
+            rows.append(_dead_letter_row(payload))
     return rows
 
 
@@ -269,16 +277,13 @@ def _trace_and_task_rows(envelope: Envelope) -> list[Placement]:
     its trace and task to the change (the same for every event of the change, so written once
     per poll). An event without a change: rows in the trace's and the task's own partitions."""
     if envelope.change_id:
-        rows = [Placement("events_by_change")]
+        rows = [_BY_CHANGE]
         if envelope.trace_id:
-            rows.append(Placement("changes_by_trace"))
+            rows.append(_CHANGES_BY_TRACE)
         if envelope.task_id:
-            rows.append(Placement("changes_by_task"))
+            rows.append(_CHANGES_BY_TASK)
         return rows
-    rows = [Placement("events_by_trace")]
-    if envelope.task_id:
-        rows.append(Placement("events_by_task"))
-    return rows
+    return [_BY_TRACE, _BY_TASK] if envelope.task_id else [_BY_TRACE]
 
 
 def policy_names(payload: Any) -> tuple[str, ...]:
@@ -295,7 +300,7 @@ def policy_names(payload: Any) -> tuple[str, ...]:
     return (ALL_POLICIES, *sorted(n for n in named if n and n != ALL_POLICIES))
 
 
-def _policy_rows(payload: Any, day: date) -> list[Placement]:
+def _policy_rows(payload: Any) -> list[Placement]:
     if isinstance(payload, ev.PolicyEvaluated):
         decision, enforced = payload.decision.value, payload.enforced
         revision, digest = payload.state.policy_revision, payload.evidence_digest
@@ -310,7 +315,6 @@ def _policy_rows(payload: Any, day: date) -> list[Placement]:
             "policy_decisions_by_policy_day",
             (
                 ("policy", name),
-                ("day", day),
                 ("decision", decision),
                 ("enforced", enforced),
                 ("policy_revision", revision),
@@ -334,22 +338,21 @@ def reviewers(event: Event) -> tuple[str, ...]:
     return ()
 
 
-def _approval_rows(event: Event, at: int) -> list[Placement]:
+def _approval_rows(event: Event) -> list[Placement]:
     who = [name for name in reviewers(event) if name]
     if not who:
         return []
-    month = utc_month(at)
+    month = utc_month(event_time(event))
     return [
         Placement("approvals_by_reviewer_month", (("reviewer", name), ("month", month)))
         for name in who
     ]
 
 
-def _dead_letter_row(letter: MessageDeadLettered, day: date) -> Placement:
+def _dead_letter_row(letter: MessageDeadLettered) -> Placement:
     return Placement(
         "dead_letters_by_day",
         (
-            ("day", day),
             ("reason", letter.reason),
             ("detail", letter.detail),
             ("origin_topic", letter.topic),
@@ -358,6 +361,21 @@ def _dead_letter_row(letter: MessageDeadLettered, day: date) -> Placement:
             ("consumer_group", letter.consumer_group),
         ),
     )
+
+
+# payload types with rows of their own beyond the envelope's (policy, approval, dead letter)
+_SPECIAL_PAYLOADS: frozenset[type] = frozenset(
+    {
+        ev.PolicyEvaluated,
+        ev.PolicyModeChanged,
+        ev.PolicyModeSet,
+        ev.ApprovalSigned,
+        ev.ApprovalRejected,
+        ev.ApprovalAccepted,
+        ev.ApprovalInvalidated,
+        MessageDeadLettered,
+    }
+)
 
 
 def payload_fields(payload: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ so a crash or an outage re-delivers, and the idempotent upserts make re-delivery
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import re
 import signal
@@ -33,13 +34,8 @@ from sdlcflow.audit.writes import Row, rows_of
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.observability import spans
-from sdlcflow.streams.consumer import (
-    Delivery,
-    Refusal,
-    consumer_config,
-    decode_message,
-    trace_of,
-)
+from sdlcflow.streams.codec import DecodeError
+from sdlcflow.streams.consumer import consumer_config, message_headers, refusal, trace_of
 from sdlcflow.streams.deadletter import (
     DEAD_LETTER_TYPE,
     MessageDeadLettered,
@@ -58,6 +54,12 @@ DEFAULT_BATCH = 2000
 # how long a poll may wait while a batch is in flight before that batch is settled instead
 IN_FLIGHT_POLL_S = 0.05
 NAMESPACE = "sdlc"
+# CPython collects young objects after every 700 net allocations. A sink keeps about two polls
+# of rows alive (tens of thousands of small objects), so each was traversed many times over and
+# promoted, and full collections walked the driver's metadata too: about a third of the sink's
+# CPU per event (`benchmarks/audit_sink_ab.py`). Young collections every 50,000 allocations,
+# full ones rarely, over what startup built frozen out of the collector's view.
+SINK_GC_THRESHOLDS = (50_000, 20, 10)
 
 
 def topic_pattern(namespace: str = NAMESPACE) -> str:
@@ -86,11 +88,27 @@ def _compiled_pattern(namespace: str) -> re.Pattern[str]:
     return re.compile(topic_pattern(namespace))
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every record; topics are few
 def is_audited(topic: str, namespace: str = NAMESPACE) -> bool:
     """Whether a topic's records belong in the audit (guards against a too-wide subscription)."""
     return _compiled_pattern(namespace).match(topic) is not None and not topic.endswith(
         ("-changelog", "-repartition")
     )
+
+
+@contextmanager
+def sink_process_gc() -> Iterator[None]:
+    """Garbage collection tuned for a process whose work is running a sink (the CLI's), undone
+    on exit: what exists now is frozen (never collected), young objects collected rarely."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SINK_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 @dataclass
@@ -281,43 +299,44 @@ class AuditSink:
 
     def _prepare(self, messages: list[Message]) -> _Batch:
         batch = _Batch()
+        offsets, timestamps = batch.offsets, batch.timestamps
         for message in messages:
             topic, partition, offset = (
                 message.topic() or "",
                 message.partition() or 0,
                 message.offset() or 0,
             )
-            batch.offsets[(topic, partition)] = offset + 1
+            offsets[(topic, partition)] = offset + 1
             kind, stamp = message.timestamp()
             if kind != 0:
-                batch.timestamps.append(int(stamp))
+                timestamps.append(stamp)
             if not is_audited(topic, self.namespace):
                 batch.skipped += 1
                 continue
-            self._one(message, batch)
+            origin = Origin(topic, partition, offset, None if kind == 0 else stamp)
+            self._one(message, origin, batch)
         return batch
 
-    def _one(self, message: Message, batch: _Batch) -> None:
-        outcome = decode_message(self.codec, message, self.group_id)
-        if isinstance(outcome, Refusal):
-            letter = stored_letter(outcome.letter)
-            if message.topic() == self.dead_letter_topic:
+    def _one(self, message: Message, origin: Origin, batch: _Batch) -> None:
+        avro = message.value()
+        try:
+            event = self.codec.decode(avro)
+        except DecodeError as exc:
+            letter = stored_letter(
+                refusal(message, self.group_id, exc.reason.value, exc.detail, exc.schema_id).letter
+            )
+            if origin.topic == self.dead_letter_topic:
                 # garbage on the dead-letter topic itself: store it, never re-publish (no loop)
-                self._add(letter, self.codec.encode(letter), _origin(message), batch)
+                self._add(letter, self.codec.encode(letter), origin, batch)
             else:
                 batch.letters.append(letter)
             return
-        self._add_delivery(outcome, message, batch)
-
-    def _add_delivery(self, delivery: Delivery, message: Message, batch: _Batch) -> None:
-        origin = Origin(delivery.topic, delivery.partition, delivery.offset, delivery.timestamp)
         if spans.enabled():
-            batch.traced.append((delivery.event.envelope, delivery.trace))
-        self._add(delivery.event, message.value() or b"", origin, batch)
+            batch.traced.append((event.envelope, trace_of(message_headers(message))))
+        self._add(event, avro or b"", origin, batch)
 
     def _add(self, event: Event, avro: bytes, origin: Origin, batch: _Batch) -> None:
-        record = audit_record(event, avro, origin)
-        batch.rows += rows_of(record, placements(event))
+        batch.rows += rows_of(audit_record(event, avro, origin), placements(event))
         batch.events += 1
 
     def _publish_letters(self, letters: list[Event]) -> bool:
@@ -354,16 +373,6 @@ class AuditSink:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def _origin(message: Message) -> Origin:
-    kind, stamp = message.timestamp()
-    return Origin(
-        message.topic() or "",
-        message.partition() or 0,
-        message.offset() or 0,
-        None if kind == 0 else int(stamp),
-    )
 
 
 def stored_letter(letter: MessageDeadLettered) -> Event:

@@ -10,17 +10,16 @@ USING TIMESTAMP from the event time) make the retries and any redelivery harmles
 
 from __future__ import annotations
 
-import functools
 import logging
+import struct
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cassandra import ConsistencyLevel, cqltypes
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Cluster, Session
-from cassandra.marshal import int32_pack, int64_pack
 from cassandra.policies import ExponentialReconnectionPolicy
 from cassandra.query import (
     BatchStatement,
@@ -30,8 +29,8 @@ from cassandra.query import (
     Statement,
 )
 
-from sdlcflow.audit.tables import TABLES
-from sdlcflow.audit.writes import MAX_BATCH_ROWS, Route, Row, Write, group_writes
+from sdlcflow.audit.tables import TABLES, TableSpec
+from sdlcflow.audit.writes import MAX_BATCH_ROWS, Route, Row, Wire, Write, group_writes
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.settings import Settings
 
@@ -120,74 +119,32 @@ class _Flight:
                 self._done.wait()
 
 
-Serialize = Callable[[Any], bytes]
+def _declared(cql_type: str) -> str:
+    """A type as `tables` declares it (the driver names text `varchar`)."""
+    return cql_type.replace("varchar", "text")
 
 
-class Binder:
-    """Binds rows to one prepared upsert, serialising each column with a precomputed function.
-
-    The driver's `PreparedStatement.bind` looks up encryption policy and column descriptors
-    for every value and reaches an int timestamp only through two caught AttributeErrors;
-    binding was most of the sink's CPU. Values are serialised here exactly as the driver's
-    column types do, into `BoundStatement.values`, for the common types of the audit tables;
-    every other type goes through the driver's own serializer.
-    """
-
-    def __init__(self, prepared: PreparedStatement) -> None:
-        self.prepared = prepared
-        version = prepared.protocol_version
-        self._serializers = tuple(
-            _serializer(column.type, version) for column in prepared.column_metadata
+def _check_markers(spec: TableSpec, prepared: PreparedStatement, keyspace: str) -> None:
+    """The prepared upsert takes the types the rows are serialised as, or the sink refuses."""
+    declared = dict(spec.columns)
+    expected = [declared[name] for name in spec.written] + ["bigint"]
+    found = [_declared(column.type.cql_parameterized_type()) for column in prepared.column_metadata]
+    if found != expected:
+        raise AuditStoreError(
+            f"{keyspace}.{spec.name} takes {found} but the audit rows are {expected}; "
+            "the table differs from sdlcflow/audit/tables.py: run `sdlcflow migrate` or fix "
+            "the table"
         )
 
-    def bind(self, values: Sequence[Any]) -> BoundStatement:
-        bound = BoundStatement(self.prepared)
-        bound.raw_values = values
-        bound.values = self.serialize(values)
-        return bound
 
-    def serialize(self, values: Sequence[Any]) -> list[bytes | None]:
-        """The values as the protocol sends them, in marker order."""
-        if len(values) != len(self._serializers):
-            raise AuditStoreError(
-                f"{len(values)} values for {len(self._serializers)} markers of "
-                f"{self.prepared.query_string!r}; the row and the table spec disagree"
-            )
-        return [
-            None if value is None else serialize(value)
-            for serialize, value in zip(self._serializers, values, strict=True)
-        ]
-
-
-def _serializer(column_type: Any, version: int) -> Serialize:
-    if column_type in (cqltypes.UTF8Type, cqltypes.VarcharType):
-        return str.encode  # utf-8
-    if column_type is cqltypes.BytesType:
-        return bytes
-    if column_type is cqltypes.Int32Type:
-        return int32_pack  # type: ignore[no-any-return]
-    if column_type is cqltypes.LongType:
-        return int64_pack  # type: ignore[no-any-return]
-    if column_type in (cqltypes.DateType, cqltypes.TimestampType):
-        return _timestamp
-    serialize = column_type.serialize
-    if column_type is cqltypes.SimpleDateType:
-        # a day bucket: few distinct values, each converted once
-        return functools.lru_cache(maxsize=1024)(lambda day: serialize(day, version))
-    return lambda value: serialize(value, version)  # type: ignore[no-any-return]
-
-
-def _timestamp(value: Any) -> bytes:
-    """ms since the epoch (as the sink writes them) or a naive-UTC datetime, as DateType does."""
-    if type(value) is int:
-        return int64_pack(value)  # type: ignore[no-any-return]
-    return _hour(value)
-
-
-@functools.lru_cache(maxsize=1024)
-def _hour(value: Any) -> bytes:
-    """An hour bucket (naive-UTC datetime): few distinct values, each converted once."""
-    return cqltypes.DateType.serialize(value, 5)  # type: ignore[no-any-return]
+def routing_key(partition: tuple[Wire, ...]) -> bytes:
+    """A partition key as the token map hashes it: one column's bytes, or each component with
+    its length and a zero byte (the driver's composite form)."""
+    if len(partition) == 1:
+        return partition[0] or b""
+    return b"".join(
+        struct.pack(">H", len(part or b"")) + (part or b"") + b"\x00" for part in partition
+    )
 
 
 class PendingWrite:
@@ -251,7 +208,7 @@ class AuditStore:
         self.stats = WriteStats()
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._inserts = self._prepare_all()
-        self._binders = {name: Binder(statement) for name, statement in self._inserts.items()}
+        self._query_ids = {name: statement.query_id for name, statement in self._inserts.items()}
         self._replicas: dict[tuple[str, tuple[Any, ...]], Hashable] = {}
 
     def _prepare_all(self) -> dict[str, PreparedStatement]:
@@ -265,26 +222,34 @@ class AuditStore:
                     f"({type(exc).__name__}: {exc}); run `sdlcflow migrate` to create the "
                     "audit tables"
                 ) from exc
+            _check_markers(spec, statement, self.keyspace)
             statement.consistency_level = self.consistency
             prepared[spec.name] = statement
         return prepared
 
     def statement(self, write: Write) -> Statement:
-        """One bound upsert, or an unlogged batch of rows that share their replicas."""
-        binders = self._binders
-        if len(write.rows) == 1:
-            row = write.rows[0]
-            return binders[row.table].bind(row.values)
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.consistency)
+        """One bound upsert, or an unlogged batch of rows that share their replicas.
+
+        Rows are serialised already: binding places their bytes. The batch's first row goes in
+        as a statement (it names the batch's routing key), the others as `add` would put them,
+        without a BoundStatement each.
+        """
         first, *rest = write.rows
-        batch.add(binders[first.table].bind(first.values))  # names the batch's routing key
-        # the other rows go in as `add` would put them, without a BoundStatement each (building
-        # the statements of an event's rows: 33 -> 25 µs of CPU)
-        entries = batch._statements_and_parameters
-        for row in rest:
-            binder = binders[row.table]
-            entries.append((True, binder.prepared.query_id, binder.serialize(row.values)))
+        bound = self._bound(first)
+        if not rest:
+            return bound
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.consistency)
+        batch.add(bound)
+        query_ids = self._query_ids
+        batch._statements_and_parameters += [
+            (True, query_ids[row.table], row.values) for row in rest
+        ]
         return batch
+
+    def _bound(self, row: Row) -> BoundStatement:
+        bound = BoundStatement(self._inserts[row.table])
+        bound.values = bound.raw_values = list(row.values)
+        return bound
 
     def route(self) -> Route:
         """Rows with the same route share a batch: the replica that owns their partition.
@@ -303,8 +268,7 @@ class AuditStore:
             partition = (row.table, row.partition)
             found = self._replicas.get(partition)
             if found is None:
-                key = self._binders[row.table].bind(row.values).routing_key
-                replicas = metadata.get_replicas(self.keyspace, key)
+                replicas = metadata.get_replicas(self.keyspace, routing_key(row.partition))
                 found = self._replicas[partition] = replicas[0].endpoint if replicas else ""
             return found
 

@@ -1,37 +1,53 @@
-"""Rows as the driver binds them, grouped into unlogged batches: pure, no I/O.
+"""Rows as Cassandra receives them, grouped into unlogged batches: pure, no I/O.
 
-Rows bound for the same replicas travel together as one unlogged batch (one request, applied
-by the coordinator without a second hop). Which rows share replicas is the caller's `route`
-(the store asks the driver's token map); by default only rows of one partition of one table
-share a batch. A batch is cut before it would pass Cassandra's batch size limit.
+An event's shared columns are serialised once (`sdlcflow.audit.cql`) and each of its rows
+picks the bytes of its columns, so a row is ready to send as it is built: binding a statement
+is placing bytes. Rows bound for the same replicas travel together as one unlogged batch (one
+request, applied by the coordinator without a second hop). Which rows share replicas is the
+caller's `route` (the store asks the driver's token map); by default only rows of one
+partition of one table share a batch. A batch is cut before it would pass Cassandra's batch
+size limit.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sdlcflow.audit.rows import AuditRecord, Placement
-from sdlcflow.audit.tables import TABLES
+from sdlcflow.audit import cql
+from sdlcflow.audit.rows import AuditRecord, Placement, bucket_ms
+from sdlcflow.audit.tables import COMMON_COLUMNS, TABLES, TableSpec
 
 # Cassandra refuses batches above batch_size_fail_threshold (50 KiB by default); stay well under.
 MAX_BATCH_BYTES = 40 * 1024
 MAX_BATCH_ROWS = 128
 _ROW_OVERHEAD_BYTES = 128
+_HOUR_MS = 3_600_000
+
+# the bind marker of `USING TIMESTAMP ?`, last in every upsert (not a column)
+WRITE_TIMESTAMP = "[timestamp]"
+# columns every row of an event may take from the event itself, beyond the common ones
+_BUCKETS = ("day", "hour")
+
+Wire = bytes | None  # a value as the protocol carries it; None is null
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
-    """One row for one table: the values of its written columns, then the write timestamp."""
+    """One row for one table, serialised: its written columns' bytes, then the write timestamp.
+
+    Treated as immutable (not declared frozen: a frozen dataclass costs four times as much to
+    build, and an event has about six rows). `partition` and `key` are serialised too, which
+    compares them exactly as Cassandra does.
+    """
 
     table: str
-    partition: tuple[Any, ...]
-    values: tuple[Any, ...]
+    partition: tuple[Wire, ...]
+    values: tuple[Wire, ...]
     size: int
-    key: tuple[Any, ...] = ()  # the full primary key (partition + clustering)
+    key: tuple[Wire, ...] = ()  # the full primary key (partition + clustering)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,41 +73,25 @@ def by_partition(row: Row) -> Hashable:
     return (row.table, row.partition)
 
 
-def _common(record: AuditRecord) -> dict[str, Any]:
-    return {
-        "event_id": record.event_id,
-        "event_type": record.event_type,
-        "occurred_at": record.occurred_at,  # the driver takes ms since the epoch
-        "repo": record.repo,
-        "change_id": record.change_id,
-        "task_id": record.task_id,
-        "trace_id": record.trace_id,
-        "causation_id": record.causation_id,
-        "actor_kind": record.actor_kind,
-        "actor_id": record.actor_id,
-        "outcome": record.outcome,
-        "before_sha": record.before_sha,
-        "after_sha": record.after_sha,
-        "kafka_topic": record.topic,
-        "kafka_partition": record.partition,
-        "kafka_offset": record.offset,
-        "avro": record.avro,
-        "json": record.json,
+# AuditRecord's fields start with the common columns, in their order (a unit test holds it)
+_COMMON = tuple((name, cql.serializer(kind)) for name, kind in COMMON_COLUMNS)
+
+
+def shared_columns(record: AuditRecord) -> dict[str, Wire]:
+    """The event's values every row may take, serialised once: the common columns, the day
+    and hour buckets of its time and the write timestamp."""
+    columns = {
+        name: None if value is None else serialize(value)
+        for (name, serialize), value in zip(_COMMON, record, strict=False)
     }
+    at = bucket_ms(record.occurred_at)
+    columns["day"] = cql.day_of(at)
+    columns["hour"] = cql.timestamp(at - at % _HOUR_MS)
+    columns[WRITE_TIMESTAMP] = cql.bigint(record.write_timestamp)
+    return columns
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """How one table's row is read out of an event's columns: written values, partition, key."""
-
-    values: Callable[[dict[str, Any]], tuple[Any, ...]]
-    partition: Callable[[dict[str, Any]], tuple[Any, ...]]
-    key: Callable[[dict[str, Any]], tuple[Any, ...]]
-    extra: tuple[str, ...]
-    whole_event: bool
-
-
-def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Wire]], tuple[Wire, ...]]:
     """A function returning the named values as a tuple (itemgetter returns a bare value for 1)."""
     if len(names) == 1:
         (name,) = names
@@ -100,41 +100,68 @@ def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...
     return lambda columns: get(columns)  # type: ignore[no-any-return]
 
 
-@functools.cache
-def _layout(table: str) -> _Layout:
-    spec = TABLES[table]
+@dataclass(frozen=True)
+class _Layout:
+    """How one table's row is read out of an event's columns: written values, partition, key,
+    and the serialisers of the columns its placements supply."""
+
+    values: Callable[[Mapping[str, Wire]], tuple[Wire, ...]]
+    partition: Callable[[Mapping[str, Wire]], tuple[Wire, ...]]
+    key: Callable[[Mapping[str, Wire]], tuple[Wire, ...]]
+    supplied: dict[str, cql.Serialize]
+    whole_event: bool
+
+    def with_extra(
+        self, table: str, columns: dict[str, Wire], placement: Placement
+    ) -> dict[str, Wire]:
+        """`columns` plus the placement's own, serialised; every one the table needs is given."""
+        extra = dict(placement.extra)
+        missing = [name for name in self.supplied if name not in extra]
+        if missing:
+            raise KeyError(f"{table} needs {missing} in its placement")
+        return columns | {
+            name: None if value is None else self.supplied[name](value)
+            for name, value in extra.items()
+        }
+
+
+def _layout(spec: TableSpec) -> _Layout:
+    shared = {name for name, _ in COMMON_COLUMNS} | set(_BUCKETS)
     return _Layout(
-        values=_getter(spec.written),
+        values=_getter((*spec.written, WRITE_TIMESTAMP)),
         partition=_getter(spec.partition_key),
         key=_getter(spec.partition_key + spec.clustering),
-        extra=tuple(name for name, _ in spec.extra_columns),
+        supplied={
+            name: cql.serializer(kind) for name, kind in spec.extra_columns if name not in shared
+        },
         whole_event=spec.whole_event,
     )
 
 
+_LAYOUTS = {name: _layout(spec) for name, spec in TABLES.items()}
+
+
 def table_row(record: AuditRecord, placement: Placement) -> Row:
-    """The bound values of `record` in the table `placement` names."""
+    """The row of `record` in the table `placement` names."""
     return rows_of(record, (placement,))[0]
 
 
 def rows_of(record: AuditRecord, places: Iterable[Placement]) -> list[Row]:
     """One row per placement; only the whole-event table carries the Avro and JSON bytes."""
-    common = _common(record)
-    body = len(record.avro) + len(record.json)
+    columns = shared_columns(record)
+    whole = _ROW_OVERHEAD_BYTES + len(record.avro) + len(record.json)
     rows = []
     for placement in places:
-        layout = _layout(placement.table)
-        columns = {**common, **dict(placement.extra)} if placement.extra else common
-        missing = [name for name in layout.extra if name not in columns]
-        if missing:
-            raise KeyError(f"{placement.table} needs {missing} in its placement")
+        table = placement.table
+        layout = _LAYOUTS[table]
+        own = layout.with_extra(table, columns, placement) if layout.supplied else columns
         rows.append(
             Row(
-                placement.table,
-                layout.partition(columns),
-                (*layout.values(columns), record.write_timestamp),
-                _ROW_OVERHEAD_BYTES + (body if layout.whole_event else 0),
-                layout.key(columns),
+                table,
+                layout.partition(own),
+                layout.values(own),
+                whole if layout.whole_event else _ROW_OVERHEAD_BYTES,
+                layout.key(own),
             )
         )
     return rows

@@ -17,6 +17,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from cassandra.cluster import Session
+from cassandra.query import BoundStatement
 from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -200,11 +201,11 @@ def row_counts(session: Session, keyspace: str, event: Event, topic: str) -> dic
     counts: dict[str, int] = {}
     for row in rows_of(record, placements(event)):
         spec = TABLES[row.table]
-        columns = dict(zip(spec.written, row.values, strict=False))
-        key = (*spec.partition_key, *spec.clustering) or spec.partition_key
-        where = " AND ".join(f"{name} = %s" for name in key)
-        cql = f"SELECT count(*) FROM {keyspace}.{row.table} WHERE {where}"
-        found = session.execute(cql, tuple(columns[name] for name in key)).one()[0]
+        where = " AND ".join(f"{name} = ?" for name in spec.partition_key + spec.clustering)
+        query = session.prepare(f"SELECT count(*) FROM {keyspace}.{row.table} WHERE {where}")
+        bound = BoundStatement(query)
+        bound.values = list(row.key)  # the key's bytes exactly as the sink wrote them
+        found = session.execute(bound).one()[0]
         label = row.table if row.table not in counts else f"{row.table}#{len(counts)}"
         counts[label] = int(found)
     return counts

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from importlib import resources
+from typing import Any
 
 import orjson
+from cassandra import cqltypes
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from sdlcflow.audit import cql
 from sdlcflow.audit.rows import (
     ALL_POLICIES,
     POLICY_TYPES,
+    AuditRecord,
     Origin,
     audit_record,
     event_time,
@@ -21,11 +26,10 @@ from sdlcflow.audit.rows import (
     policy_names,
     reviewers,
     shas,
-    utc_hour,
     write_time,
 )
-from sdlcflow.audit.tables import TABLES
-from sdlcflow.audit.writes import Row, group_writes, rows_of
+from sdlcflow.audit.tables import COMMON_COLUMNS, TABLES
+from sdlcflow.audit.writes import WRITE_TIMESTAMP, Row, group_writes, rows_of, shared_columns
 from sdlcflow.core.events import (
     Actor,
     ActorKind,
@@ -72,6 +76,35 @@ def _tables(event: Event) -> list[str]:
     return [p.table for p in placements(event)]
 
 
+# the driver's own types: what a row's bytes mean, read back as Cassandra would
+DRIVER_TYPES: dict[str, Any] = {
+    "text": cqltypes.UTF8Type,
+    "blob": cqltypes.BytesType,
+    "int": cqltypes.Int32Type,
+    "bigint": cqltypes.LongType,
+    "timestamp": cqltypes.DateType,
+    "date": cqltypes.SimpleDateType,
+    "boolean": cqltypes.BooleanType,
+    "list<text>": cqltypes.ListType.apply_parameters([cqltypes.UTF8Type]),
+}
+
+
+def _decoded(row: Row) -> dict[str, Any]:
+    """A row's written columns (and its write timestamp) as the driver reads them."""
+    spec = TABLES[row.table]
+    kinds = {**dict(spec.columns), WRITE_TIMESTAMP: "bigint"}
+    names = (*spec.written, WRITE_TIMESTAMP)
+    return {
+        name: None if value is None else DRIVER_TYPES[kinds[name]].deserialize(value, 5)
+        for name, value in zip(names, row.values, strict=True)
+    }
+
+
+def _rows_by_table(event: Event, avro: bytes = b"x") -> dict[str, Row]:
+    record = audit_record(event, avro, Origin("sdlc.agent-events", 0, 1))
+    return {row.table: row for row in rows_of(record, placements(event))}
+
+
 class TestPlacements:
     """Each event is placed in every table whose key it has, and only those."""
 
@@ -92,14 +125,15 @@ class TestPlacements:
         )
 
     def test_change_row_names_the_trace_and_task_its_lookups_lead_from(self) -> None:
-        event = _event(TaskFailed("l-1", 1, "boom"))
-        record = audit_record(event, b"x", Origin("sdlc.agent-events", 0, 1))
-        rows = {row.table: row for row in rows_of(record, placements(event))}
-        values = rows["events_by_change"].values  # then the write timestamp
-        change = dict(zip(TABLES["events_by_change"].written, values, strict=False))
+        rows = _rows_by_table(_event(TaskFailed("l-1", 1, "boom")))
+        change = _decoded(rows["events_by_change"])
         assert (change["trace_id"], change["task_id"]) == (TRACE, "c-1/lint")
-        assert rows["changes_by_trace"].key == (TRACE, "c-1")
-        assert rows["changes_by_task"].key == ("c-1/lint", "c-1")
+        assert _decoded(rows["changes_by_trace"]) == {
+            "trace_id": TRACE,
+            "change_id": "c-1",
+            WRITE_TIMESTAMP: AT * 1000 + 1,
+        }
+        assert rows["changes_by_task"].key == (b"c-1/lint", b"c-1")
 
     def test_every_event_of_a_change_shares_its_lookup_rows(self) -> None:
         rows = []
@@ -134,7 +168,8 @@ class TestPlacements:
         assert [p.column("policy") for p in rows] == [ALL_POLICIES, "auth_paths", "env_vars"]
         assert {p.column("decision") for p in rows} == {"FAIL"}
         assert rows[0].column("policy_revision") == "rev-7"
-        assert rows[0].column("day") == date(2023, 11, 14)
+        row = _rows_by_table(_event(payload))["policy_decisions_by_policy_day"]
+        assert _decoded(row)["day"].date() == date(2023, 11, 14)
 
     def test_policy_mode_change_is_filed_under_its_policy(self) -> None:
         assert policy_names(PolicyModeChanged("env_vars", True)) == ("env_vars",)
@@ -162,12 +197,13 @@ class TestPlacements:
             "not-wire-format", "bad magic", "sdlc.agent-events", 3, 42, "g", AT - 86_400_000
         )
         event = _event(letter, occurred_at=AT + 5, change_id=None, task_id=None)
-        (row,) = [p for p in placements(event) if p.table == "dead_letters_by_day"]
-        assert row.column("day") == date(2023, 11, 13)
-        assert (row.column("origin_topic"), row.column("origin_offset")) == (
+        (placement,) = [p for p in placements(event) if p.table == "dead_letters_by_day"]
+        assert (placement.column("origin_topic"), placement.column("origin_offset")) == (
             "sdlc.agent-events",
             42,
         )
+        row = _decoded(_rows_by_table(event)["dead_letters_by_day"])
+        assert (row["day"].date(), row["origin_offset"]) == (date(2023, 11, 13), 42)
         assert event_time(event) == AT - 86_400_000
 
     @given(events())
@@ -233,7 +269,18 @@ class TestAuditRecord:
         assert first == again
 
     def test_hour_bucket_is_the_start_of_the_utc_hour(self) -> None:
-        assert utc_hour(AT).isoformat() == "2023-11-14T22:00:00"
+        row = _rows_by_table(_event(TaskFailed("l", 1, "e")))["events_by_type_hour"]
+        assert _decoded(row)["hour"] == datetime(2023, 11, 14, 22)
+
+    def test_buckets_of_a_time_no_calendar_holds_are_clamped_not_refused(self) -> None:
+        event = _event(TaskFailed("l", 1, "e"), occurred_at=-5)
+        record = audit_record(event, b"", Origin("t", 0, 0))
+        day = cqltypes.SimpleDateType.deserialize(shared_columns(record)["day"], 5)
+        assert day.date() == date(1970, 1, 1)
+
+    def test_record_fields_start_with_the_common_columns_in_table_order(self) -> None:
+        fields = [name.removeprefix("kafka_") for name, _ in COMMON_COLUMNS]
+        assert list(AuditRecord._fields[: len(fields)]) == fields
 
 
 class TestGroupWrites:
@@ -282,41 +329,75 @@ class TestGroupWrites:
 
     def test_distinct_routes_never_share_a_batch(self) -> None:
         rows = self._rows(6, "events_by_id")
-        writes = group_writes(rows, route=lambda row: int(row.key[0].removeprefix("e-")) % 2)
+        writes = group_writes(rows, route=lambda row: _parity(row.key[0]))
         assert sorted(w.events for w in writes) == [3, 3]
         for write in writes:
-            assert len({int(r.key[0].removeprefix("e-")) % 2 for r in write.rows}) == 1
+            assert len({_parity(r.key[0]) for r in write.rows}) == 1
+
+
+def _parity(event_id: bytes | None) -> int:
+    return int((event_id or b"").removeprefix(b"e-")) % 2
 
 
 class TestLeanRows:
     """The event's bytes are written once, in events_by_id; index rows carry keys only."""
 
-    def _rows(self) -> dict[str, tuple[object, ...]]:
+    def _rows(self) -> dict[str, Row]:
         event = _event(PolicyEvaluated(PolicyDecision.FAIL, True, STATE, "sha256:e", ("p: x",)))
         record = audit_record(event, b"\x00avro-bytes", Origin("sdlc.coordinator", 3, 9))
-        return {r.table: r.values for r in rows_of(record, placements(event))}
+        return {r.table: r for r in rows_of(record, placements(event))}
 
     def test_the_whole_event_table_gets_every_column_with_avro_and_json(self) -> None:
-        names = TABLES["events_by_id"].column_names
-        values = dict(zip(names, self._rows()["events_by_id"], strict=False))
+        values = _decoded(self._rows()["events_by_id"])
+        assert list(values) == [*TABLES["events_by_id"].column_names, WRITE_TIMESTAMP]
         assert values["avro"] == b"\x00avro-bytes"
-        assert orjson.loads(str(values["json"]))["envelope"]["event_id"] == "e-1"
+        assert orjson.loads(values["json"])["envelope"]["event_id"] == "e-1"
         assert (values["kafka_partition"], values["kafka_offset"]) == (3, 9)
+        assert values["occurred_at"] == datetime(2023, 11, 14, 22, 13, 20, 123000)
 
     def test_index_rows_carry_their_key_and_own_columns_but_not_the_body(self) -> None:
-        for table, values in self._rows().items():
+        for table, row in self._rows().items():
             spec = TABLES[table]
             if spec.whole_event:
                 continue
             assert "avro" not in spec.written and "json" not in spec.written, table
             assert set(spec.partition_key + spec.clustering) <= set(spec.written), table
-            assert b"\x00avro-bytes" not in values, table
+            assert b"\x00avro-bytes" not in row.values, table
 
     def test_policy_index_row_keeps_the_decision_columns(self) -> None:
-        spec = TABLES["policy_decisions_by_policy_day"]
-        row = self._rows()["policy_decisions_by_policy_day"]
-        values = dict(zip(spec.written, row, strict=False))  # then the write timestamp
+        values = _decoded(self._rows()["policy_decisions_by_policy_day"])
         assert (values["decision"], values["enforced"]) == ("FAIL", True)
+        assert (values["policy"], values["reasons"]) == ("p", ["p: x"])  # the last of * and p
+
+
+class TestCqlValues:
+    """Each column type is serialised to exactly the bytes the driver's own type gives."""
+
+    @given(st.text())
+    def test_text(self, value: str) -> None:
+        assert cql.text(value) == cqltypes.UTF8Type.serialize(value, 5)
+
+    @given(st.integers(-(2**31), 2**31 - 1), st.integers(-(2**63), 2**63 - 1))
+    def test_int_and_bigint(self, small: int, large: int) -> None:
+        assert cql.cql_int(small) == cqltypes.Int32Type.serialize(small, 5)
+        assert cql.bigint(large) == cqltypes.LongType.serialize(large, 5)
+
+    @given(st.integers(0, 253_402_300_799_999))
+    def test_timestamp_and_day_of_ms_since_the_epoch(self, ms: int) -> None:
+        at = datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
+        assert cql.timestamp(ms) == cqltypes.DateType.serialize(ms, 5)
+        assert cql.day_of(ms) == cqltypes.SimpleDateType.serialize(at.date(), 5)
+
+    @given(st.booleans(), st.lists(st.text(), max_size=5), st.binary())
+    def test_boolean_list_and_blob(self, flag: bool, items: list[str], raw: bytes) -> None:
+        assert cql.boolean(flag) == cqltypes.BooleanType.serialize(flag, 5)
+        assert cql.text_list(items) == DRIVER_TYPES["list<text>"].serialize(items, 5)
+        assert cql.blob(raw) == cqltypes.BytesType.serialize(raw, 5)
+
+    def test_every_declared_column_type_has_a_serialiser(self) -> None:
+        for spec in TABLES.values():
+            for _, kind in spec.columns:
+                assert cql.serializer(kind) is cql.SERIALIZERS[kind]
 
 
 class TestMigrationMatchesTables:
