@@ -130,7 +130,10 @@ class TestCompiledReaderOnItsOwn:
 
     @pytest.mark.parametrize(
         "occurred_at",
-        [0, 63, 64, -1, -(2**40), 2**34 - 1, 2**34, 1_767_225_600_123, 2**41, 2**62, 2**63 - 1],
+        [
+            *(0, 63, 64, -1, -(2**40), 2**34 - 1, 2**34, 1_767_225_600_123, 2**41 - 1, 2**41),
+            *(-(2**34), -(2**34) - 1, -(2**41), -(2**41) - 1, 2**62, 2**63 - 1, -(2**63)),
+        ],
     )
     def test_timestamps_of_every_varint_size_read_like_fastavro(self, occurred_at: int) -> None:
         base = sample_event("LeaseHeartbeat")
@@ -138,6 +141,13 @@ class TestCompiledReaderOnItsOwn:
         frame = CODEC.encode(event)
         assert frame == GENERIC.encode(event)
         assert CODEC.decode(frame) == GENERIC.decode(frame) == event
+
+    @settings(max_examples=200, deadline=None)
+    @given(occurred_at=st.integers(min_value=-(2**63), max_value=2**63 - 1))
+    def test_timestamps_are_written_like_fastavro(self, occurred_at: int) -> None:
+        base = sample_event("LeaseHeartbeat")
+        event = Event(dataclasses.replace(base.envelope, occurred_at=occurred_at), base.payload)
+        assert CODEC.encode(event) == GENERIC.encode(event)
 
     @pytest.mark.parametrize("size", [0, 63, 64, 65, 8191, 8192, 70_000])
     def test_strings_of_every_length_size_read_like_fastavro(self, size: int) -> None:
