@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sdlcflow.chaos.follow import LiveLease, now_ms
 from sdlcflow.core.events import ActorKind, CredentialRevoked, Event
@@ -27,6 +27,7 @@ from sdlcflow.streams.topics import AGENT_EVENTS, CHANGE_REQUESTS
 SEND_DEADLINE_S = 600.0
 RESEND_BATCH = 20
 _FLUSH_S = 5.0
+_READ_RETRY_S = 1.0
 _OPS_TTL_MS = 12 * 3600 * 1000
 
 
@@ -137,7 +138,7 @@ class Workload:
         (duplicate delivery) or an older stretch (a consumer replaying old offsets)."""
         picker = random.Random(seed)
         topic = picker.choice((CHANGE_REQUESTS, AGENT_EVENTS))
-        records = _records(self.bootstrap, topic, picker, latest=latest)
+        records = _records_retrying(self.bootstrap, topic, picker, latest=latest)
         assert self._publisher is not None
         with self._lock:
             for key, value, headers in records:
@@ -148,6 +149,21 @@ class Workload:
 
 
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes | None]]]
+
+
+def _records_retrying(
+    bootstrap: str, topic: str, picker: random.Random, *, latest: bool
+) -> list[Record]:
+    """`_records`, again while the broker is not ready: right after a bounce it answers
+    NOT_LEADER_FOR_PARTITION until its partitions have leaders again."""
+    deadline = time.monotonic() + SEND_DEADLINE_S
+    while True:
+        try:
+            return _records(bootstrap, topic, picker, latest=latest)
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise SendFailed(f"cannot read {topic} to re-produce its records: {exc}") from exc
+            time.sleep(_READ_RETRY_S)  # the broker elects leaders meanwhile
 
 
 def _records(bootstrap: str, topic: str, picker: random.Random, *, latest: bool) -> list[Record]:
