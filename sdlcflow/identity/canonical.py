@@ -15,9 +15,13 @@ import dataclasses
 import hashlib
 import json
 import math
+import types
+import typing
 from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
+
+import orjson
 
 from sdlcflow.errors import SdlcflowError
 
@@ -145,9 +149,50 @@ def canonical_bytes(value: Any) -> bytes:
     return plain_canonical_bytes(to_plain(value))
 
 
-def plain_canonical_bytes(plain: Any) -> bytes:
-    """`canonical_bytes` of a value `to_plain` already returned (skips a second walk)."""
+def plain_canonical_bytes(plain: Any, *, floats: bool = True) -> bytes:
+    """`canonical_bytes` of a value `to_plain` already returned (skips a second walk).
+
+    `floats=False` says no float is inside (see `float_free`): orjson then writes the same
+    bytes in about half the time. It spells some floats differently (1e16, not 1e+16), so a
+    value that may hold one always goes through the reference encoder, and so does anything
+    orjson refuses (an int beyond 64 bits, deep nesting)."""
+    if not floats:
+        try:
+            return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass
     return _ENCODER.encode(plain).encode("utf-8")
+
+
+_LEAVES = frozenset({str, int, bool, type(None)})
+_UNIONS = (typing.Union, types.UnionType)
+_float_free: dict[Any, bool] = {}
+
+
+def float_free(hint: Any) -> bool:
+    """True when no value of the type `hint` can hold a float: made only of str, int, bool,
+    None, enums of those, and tuples, lists, mappings, unions and dataclasses of them."""
+    known = _float_free.get(hint)
+    if known is None:
+        # a recursive dataclass refers to itself: the inner answer is a cautious False (the
+        # reference encoder), never a guess another type's answer could be cached from
+        _float_free[hint] = False
+        known = _float_free[hint] = _check_float_free(hint)
+    return known
+
+
+def _check_float_free(hint: Any) -> bool:
+    if hint in _LEAVES:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in _UNIONS or origin in (tuple, list, dict, Mapping):
+        return all(arg is Ellipsis or float_free(arg) for arg in typing.get_args(hint))
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return all(type(member.value) in _LEAVES for member in hint)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        return all(float_free(hints[f.name]) for f in dataclasses.fields(hint))
+    return False
 
 
 def sha256_digest(data: bytes) -> str:

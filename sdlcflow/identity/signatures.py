@@ -22,6 +22,7 @@ from sdlcflow.errors import SdlcflowError
 from sdlcflow.identity.canonical import (
     DIGEST_PREFIX,
     canonical_bytes,
+    float_free,
     plain_canonical_bytes,
     to_plain,
 )
@@ -91,7 +92,9 @@ def event_digest(envelope: Any, payload: Any) -> str:
         raise SignatureRejected("an envelope must encode to a JSON object")
     plain.pop("signature", None)
     signed = {"envelope": plain, "payload": to_plain(payload)}
-    return DIGEST_PREFIX + hashlib.sha256(EVENT_DOMAIN + plain_canonical_bytes(signed)).hexdigest()
+    floats = not (float_free(type(envelope)) and float_free(type(payload)))
+    canonical = plain_canonical_bytes(signed, floats=floats)
+    return DIGEST_PREFIX + hashlib.sha256(EVENT_DOMAIN + canonical).hexdigest()
 
 
 def sign_event(envelope: Any, payload: Any, pair: KeyPair) -> str:
