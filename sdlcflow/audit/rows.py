@@ -220,26 +220,26 @@ def audit_record(event: Event, avro: bytes, origin: Origin) -> AuditRecord:
     """The shared columns of `event`, read as `avro` bytes at `origin`."""
     envelope = event.envelope
     before, after = shas(event.payload)
-    return AuditRecord(
-        event_id=envelope.event_id,
-        event_type=envelope.type,
-        occurred_at=event_time(event),
-        repo=envelope.repo,
-        change_id=envelope.change_id,
-        task_id=envelope.task_id,
-        trace_id=envelope.trace_id,
-        causation_id=envelope.causation_id,
-        actor_kind=envelope.actor.kind.value,
-        actor_id=envelope.actor.id,
-        outcome=outcome_of(event.payload),
-        before_sha=before,
-        after_sha=after,
-        topic=origin.topic,
-        partition=origin.partition,
-        offset=origin.offset,
-        avro=avro,
-        json=render_json(event),
-        write_timestamp=write_time(event, origin.topic),
+    return AuditRecord(  # by position: a NamedTuple binds keywords a field at a time
+        envelope.event_id,
+        envelope.type,
+        event_time(event),
+        envelope.repo,
+        envelope.change_id,
+        envelope.task_id,
+        envelope.trace_id,
+        envelope.causation_id,
+        envelope.actor.kind.value,
+        envelope.actor.id,
+        outcome_of(event.payload),
+        before,
+        after,
+        origin.topic,
+        origin.partition,
+        origin.offset,
+        avro,
+        render_json(event),
+        write_time(event, origin.topic),
     )
 
 

@@ -59,7 +59,7 @@ NAMESPACE = "sdlc"
 # promoted, and full collections walked the driver's metadata too: about a third of the sink's
 # CPU per event (`benchmarks/audit_sink_ab.py`). Young collections every 50,000 allocations,
 # full ones rarely, over what startup built frozen out of the collector's view.
-SINK_GC_THRESHOLDS = (50_000, 20, 10)
+SINK_GC_THRESHOLDS = (200_000, 20, 10)
 
 
 def topic_pattern(namespace: str = NAMESPACE) -> str:

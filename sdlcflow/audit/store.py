@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cassandra import ConsistencyLevel
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Cluster, ResponseFuture, Session
 from cassandra.policies import ExponentialReconnectionPolicy
 from cassandra.query import (
     BatchStatement,
@@ -44,6 +44,28 @@ DEFAULT_MAX_IN_FLIGHT = 64
 MAX_CACHED_ROUTES = 100_000
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
+
+
+class _UnloggedBatchWarnings(logging.Filter):
+    """Drops Cassandra's warning that an unlogged batch covers many partitions.
+
+    The store batches rows of many partitions on purpose, all owned by one replica (see
+    `AuditStore.route`): Cassandra's advice (a logged batch, or one request per partition) does
+    not apply, and the driver logged the warning once for nearly every request.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.args
+            and isinstance(record.args, tuple)
+            and str(record.args[0]).startswith("Unlogged batch covering")
+        )
+
+
+def _quiet_batch_warnings() -> None:
+    driver_log = logging.getLogger("cassandra.protocol")
+    if not any(isinstance(f, _UnloggedBatchWarnings) for f in driver_log.filters):
+        driver_log.addFilter(_UnloggedBatchWarnings())
 
 
 class AuditStoreError(SdlcflowError):
@@ -86,6 +108,7 @@ class _Flight:
         self._slots = slots
         self._done = threading.Condition()
         self._pending = 0
+        self._futures: list[ResponseFuture] = []
         self.failed: list[tuple[Write, BaseException]] = []
 
     def submit(self, session: Session, statement: Statement, write: Write) -> None:
@@ -98,6 +121,7 @@ class _Flight:
             self._finish(write, exc)
             return
         future.add_callbacks(self._ok, self._err, errback_args=(write,))
+        self._futures.append(future)
 
     def _ok(self, _rows: Any) -> None:
         self._finish(None, None)
@@ -117,6 +141,20 @@ class _Flight:
         with self._done:
             while self._pending:
                 self._done.wait()
+        _release(self._futures)
+        self._futures = []
+
+
+def _release(futures: list[ResponseFuture]) -> None:
+    """Let finished requests be freed as soon as they are dropped.
+
+    The driver (3.30) keeps a finished request's cancelled timeout timer, whose callback is the
+    request itself: a reference cycle that only the cyclic garbage collector breaks, keeping
+    every request's statement, rows and callbacks alive until then. The sink's young objects
+    were then mostly finished requests, and collecting them cost more than building them.
+    """
+    for future in futures:
+        future._timer = None
 
 
 def _declared(cql_type: str) -> str:
@@ -137,11 +175,11 @@ def _check_markers(spec: TableSpec, prepared: PreparedStatement, keyspace: str) 
         )
 
 
-def routing_key(partition: tuple[Wire, ...]) -> bytes:
+def routing_key(partition: Wire | tuple[Wire, ...]) -> bytes:
     """A partition key as the token map hashes it: one column's bytes, or each component with
     its length and a zero byte (the driver's composite form)."""
-    if len(partition) == 1:
-        return partition[0] or b""
+    if not isinstance(partition, tuple):
+        return partition or b""
     return b"".join(
         struct.pack(">H", len(part or b"")) + (part or b"") + b"\x00" for part in partition
     )
@@ -209,7 +247,8 @@ class AuditStore:
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._inserts = self._prepare_all()
         self._query_ids = {name: statement.query_id for name, statement in self._inserts.items()}
-        self._replicas: dict[tuple[str, tuple[Any, ...]], Hashable] = {}
+        self._replicas: dict[tuple[str, Any], Hashable] = {}
+        _quiet_batch_warnings()
 
     def _prepare_all(self) -> dict[str, PreparedStatement]:
         prepared: dict[str, PreparedStatement] = {}
@@ -251,16 +290,17 @@ class AuditStore:
         bound.values = bound.raw_values = list(row.values)
         return bound
 
-    def route(self) -> Route:
+    def route(self) -> Route | None:
         """Rows with the same route share a batch: the replica that owns their partition.
 
-        On a one-node cluster every row has the same replica, so any rows may share a batch;
-        with more nodes the driver's token map names the owner (cached per partition), and
-        the batch is sent there by the token-aware policy, so no node forwards a mutation.
+        On a one-node cluster every row has the same replica, so any rows may share a batch
+        (None); with more nodes the driver's token map names the owner (cached per
+        partition), and the batch is sent there by the token-aware policy, so no node
+        forwards a mutation.
         """
         metadata = self.session.cluster.metadata
         if len(metadata.all_hosts()) <= 1:
-            return _one_replica
+            return None
         if len(self._replicas) > MAX_CACHED_ROUTES:
             self._replicas.clear()
 
@@ -318,10 +358,6 @@ class AuditStore:
             ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())),
             first,
         )
-
-
-def _one_replica(_row: Row) -> Hashable:
-    return None
 
 
 def connect_when_up(
