@@ -38,6 +38,7 @@ from sdlcflow.policy.backtest import (
 from sdlcflow.policy.engine import PolicyEngine
 from sdlcflow.policy.inputs import PolicyInput
 from sdlcflow.settings import Settings
+from sdlcflow.streams.wire import EventCodec
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "sdlcflow" / "policies"
@@ -106,11 +107,13 @@ def main() -> None:
     cluster, session = connect(settings)
     try:
         store = AuditStore(session, settings.keyspace)
+        codec = EventCodec()  # the store keeps the Avro bytes; JSON is rendered from them
         rows = [
             row
             for offset, (event, _) in enumerate(made)
             for row in rows_of(
-                audit_record(event, b"", Origin("bench", 0, offset)), placements(event)
+                audit_record(event, codec.encode(event), Origin("bench", 0, offset)),
+                placements(event),
             )
         ]
         store.write(rows)

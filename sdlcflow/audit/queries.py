@@ -8,18 +8,23 @@ keys only (see `tables.TableSpec.written`): their events are then read by id, co
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.query import PreparedStatement
 
 from sdlcflow.audit import windows
 from sdlcflow.audit.model import AuditRow
+from sdlcflow.audit.rows import render_json
 from sdlcflow.audit.tables import COMMON_COLUMNS
 from sdlcflow.errors import SdlcflowError
+from sdlcflow.streams.codec import DecodeError
+from sdlcflow.streams.wire import EventCodec
 
 _COMMON = {name for name, _ in COMMON_COLUMNS}
 DEFAULT_CONCURRENCY = 32
@@ -63,10 +68,27 @@ def audit_row(record: Any, body: Any | None = None) -> AuditRow:
         topic=values["kafka_topic"] or "",
         partition=values["kafka_partition"] or 0,
         offset=values["kafka_offset"] or 0,
-        json=values["json"] or "",
+        json=values["json"] or rendered(values["avro"]),
         avro=bytes(values["avro"] or b""),
         extra=extra,
     )
+
+
+@functools.cache
+def _codec() -> EventCodec:
+    return EventCodec()
+
+
+def rendered(avro: bytes | None) -> str:
+    """The JSON of an event stored as Avro bytes (the sink stores no JSON; older rows hold it).
+
+    Bytes that no longer decode are rendered as a document naming why, never dropped."""
+    if not avro:
+        return ""
+    try:
+        return render_json(_codec().decode(bytes(avro)))
+    except DecodeError as exc:
+        return orjson.dumps({"undecodable": exc.reason.value, "detail": exc.detail}).decode()
 
 
 def is_index_only(record: Any) -> bool:

@@ -1,8 +1,9 @@
 """From one Kafka record to the audit rows it becomes: pure, no I/O, no clock.
 
 An event becomes one `AuditRecord` (the columns every audit table shares: the full event as
-Avro bytes and as JSON, plus what analysts filter on) and a list of `Placement`s, one per
-query table it belongs to, each naming that table's partition key. The same input always
+Avro bytes, plus what analysts filter on) and a list of `Placement`s, one per query table it
+belongs to, each naming that table's partition key. Its JSON (`render_json`) is made when it
+is read, not stored. The same input always
 gives the same rows, so writing them again after a redelivery changes nothing.
 """
 
@@ -43,8 +44,8 @@ class Origin(NamedTuple):
 class AuditRecord(NamedTuple):
     """The columns every audit table shares, for one event.
 
-    The fields up to `json` are the common columns in their table order (`tables.COMMON_COLUMNS`,
-    `kafka_` prefixes aside): the sink serialises them by position.
+    The fields up to `avro` are the written common columns in their table order
+    (`tables.COMMON_COLUMNS`, `kafka_` prefixes aside).
     """
 
     event_id: str
@@ -64,7 +65,6 @@ class AuditRecord(NamedTuple):
     partition: int
     offset: int
     avro: bytes
-    json: str
     write_timestamp: int  # µs; USING TIMESTAMP, derived from the event time (see write_time)
 
 
@@ -129,7 +129,8 @@ def utc_month(ms: int) -> str:
 
 
 def render_json(event: Event) -> str:
-    """The event as JSON: envelope and payload, enums by value, bytes as hex."""
+    """The event as JSON: envelope and payload, enums by value, bytes as hex (what analysts
+    read; rows written before the sink stopped storing it hold the same text)."""
     return orjson.dumps(
         {"envelope": event.envelope, "payload": event.payload}, default=_json_default
     ).decode()
@@ -238,7 +239,6 @@ def audit_record(event: Event, avro: bytes, origin: Origin) -> AuditRecord:
         origin.partition,
         origin.offset,
         avro,
-        render_json(event),
         write_time(event, origin.topic),
     )
 

@@ -1,7 +1,8 @@
 """The audit tables, one per query, as the code writes and reads them.
 
-`events_by_id` holds each event whole; every other table is an index (key columns and its own
-filter columns) that readers join back to `events_by_id` (see `TableSpec.written`).
+`events_by_id` holds each event whole (its Avro bytes); every other table is an index (key
+columns and its own filter columns) that readers join back to `events_by_id` (see
+`TableSpec.written`).
 
 An event of a change is indexed once in its change's partition, which also names its trace and
 task; two key-only lookups (`changes_by_trace`, `changes_by_task`) lead a trace or a task to
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Columns every table has: the whole event (Avro bytes + JSON) and what analysts filter on.
+# Columns every table has: the whole event (its Avro bytes) and what analysts filter on.
 COMMON_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_id", "text"),
     ("event_type", "text"),
@@ -41,6 +42,11 @@ COMMON_COLUMNS: tuple[tuple[str, str], ...] = (
     ("avro", "blob"),
     ("json", "text"),
 )
+
+# Columns rows written before the sink stopped rendering JSON still carry; no longer written.
+# The event's JSON is rendered from its Avro bytes when it is read (`queries.audit_row`): it
+# was a third of an event's bytes and about a sixth of Cassandra's CPU per event.
+READ_ONLY_COLUMNS = ("json",)
 
 # Clustering of every time-ordered table: oldest first, the event id breaks ties.
 TIME_CLUSTERING = ("occurred_at", "event_id")
@@ -74,13 +80,14 @@ class TableSpec:
     def written(self) -> tuple[str, ...]:
         """The columns the sink writes, in bind order.
 
-        Only the whole-event table gets every column; an index table gets its primary key and
-        its own columns, and readers fetch the rest by event id. That keeps the six or so rows
-        of an event small: most of an event's bytes (Avro and JSON) are written once, not seven
-        times. Rows written before this change carry every column and are read as they are.
+        Only the whole-event table gets every column (but the read-only ones); an index table
+        gets its primary key and its own columns, and readers fetch the rest by event id. That
+        keeps the six or so rows of an event small: most of an event's bytes (its Avro) are
+        written once, not seven times. Rows written before this change carry every column and
+        are read as they are.
         """
         if self.whole_event:
-            return self.column_names
+            return tuple(n for n in self.column_names if n not in READ_ONLY_COLUMNS)
         names = (
             self.partition_key
             + self.clustering

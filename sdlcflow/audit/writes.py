@@ -40,14 +40,14 @@ class Row:
 
     Treated as immutable (not declared frozen: a frozen dataclass costs four times as much to
     build, and an event has about six rows). `partition` and `key` are serialised too, which
-    compares them exactly as Cassandra does; a key of one column is its bare bytes.
+    compares them exactly as Cassandra does; a partition key of one column is its bare bytes.
     """
 
     table: str
     partition: Wire | tuple[Wire, ...]  # one column's bytes, or a tuple of a composite key's
     values: tuple[Wire, ...]
     size: int
-    key: Wire | tuple[Wire, ...] = ()  # the full primary key (partition + clustering), alike
+    key: tuple[Wire, ...] = ()  # the full primary key (partition + clustering)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,6 @@ def shared_columns(record: AuditRecord) -> dict[str, Wire]:
         "kafka_partition": cql.cql_int(record.partition),
         "kafka_offset": cql.bigint(record.offset),
         "avro": record.avro,
-        "json": record.json.encode(),
         "day": cql.day_of(at),
         "hour": cql.timestamp(at - at % _HOUR_MS),
         WRITE_TIMESTAMP: cql.bigint(record.write_timestamp),
@@ -115,6 +114,14 @@ Pick = Callable[[Mapping[str, Wire]], Any]
 
 def _picker(names: tuple[str, ...]) -> Pick:
     """The named values as a tuple, or the bare value of a single name."""
+    return itemgetter(*names)
+
+
+def _tuple_picker(names: tuple[str, ...]) -> Pick:
+    """The named values as a tuple, even of one name."""
+    if len(names) == 1:
+        (name,) = names
+        return lambda columns: (columns[name],)
     return itemgetter(*names)
 
 
@@ -148,7 +155,7 @@ def _layout(spec: TableSpec) -> _Layout:
     return _Layout(
         values=_picker((*spec.written, WRITE_TIMESTAMP)),
         partition=_picker(spec.partition_key),
-        key=_picker(spec.partition_key + spec.clustering),
+        key=_tuple_picker(spec.partition_key + spec.clustering),
         supplied={
             name: cql.serializer(kind) for name, kind in spec.extra_columns if name not in shared
         },
@@ -165,9 +172,9 @@ def table_row(record: AuditRecord, placement: Placement) -> Row:
 
 
 def rows_of(record: AuditRecord, places: Iterable[Placement]) -> list[Row]:
-    """One row per placement; only the whole-event table carries the Avro and JSON bytes."""
+    """One row per placement; only the whole-event table carries the Avro bytes."""
     columns = shared_columns(record)
-    whole = _ROW_OVERHEAD_BYTES + len(record.avro) + len(record.json)
+    whole = _ROW_OVERHEAD_BYTES + len(record.avro)
     rows = []
     for placement in places:
         table = placement.table

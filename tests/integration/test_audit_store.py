@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from sdlcflow.audit.commands import audit, report
 from sdlcflow.audit.model import AuditRow
 from sdlcflow.audit.queries import AuditReader
-from sdlcflow.audit.rows import Origin, audit_record, placements
+from sdlcflow.audit.rows import Origin, audit_record, placements, render_json
 from sdlcflow.audit.sink import AuditSink, SinkStats, is_audited, topic_pattern
 from sdlcflow.audit.store import AuditStore, connect
 from sdlcflow.audit.tables import TABLES
@@ -304,7 +304,7 @@ class TestSinkStoresEveryEventOnce:
         assert _all_stored(cassandra_session, settings.keyspace, namespace, run.events)
         event = run.events[0]
         written = cassandra_session.execute(
-            f"SELECT writetime(json) FROM {settings.keyspace}.events_by_id WHERE event_id = %s",
+            f"SELECT writetime(avro) FROM {settings.keyspace}.events_by_id WHERE event_id = %s",
             (event.event_id,),
         ).one()[0]
         assert written // 1000 == event.occurred_at  # USING TIMESTAMP from the event time
@@ -480,6 +480,9 @@ class TestAnalystQueries:
         }
         timeline = reader.by_trace(run.trace_id)
         assert [r.occurred_at for r in timeline] == sorted(e.occurred_at for e in run.events)
+        by_id = {e.event_id: e for e in run.events}
+        for row in timeline:  # no JSON is stored: each row's is rendered from its Avro bytes
+            assert row.json == render_json(by_id[row.event_id]), row.event_type
 
         cli = CliRunner()
         env = {"SDLCFLOW_CASSANDRA_HOSTS": ",".join(settings.cassandra_hosts)}

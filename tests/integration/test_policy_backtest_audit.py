@@ -4,6 +4,7 @@ audit store under a candidate bundle and reports the decisions that would change
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from sdlcflow.policy.commands import SHIPPED_BUNDLE, policy
 from sdlcflow.policy.engine import PolicyEngine
 from sdlcflow.policy.inputs import PolicyInput
 from sdlcflow.settings import Settings
+from sdlcflow.streams.wire import EventCodec
 
 pytestmark = pytest.mark.integration
 HEAD = "c" * 40
@@ -83,7 +85,7 @@ def policy_result(repo: str, change_id: str, path: str, at_ms: int) -> Event:
         repo=repo,
         change_id=change_id,
         task_id=f"{change_id}/policy",
-        trace_id=f"trace-{change_id}",
+        trace_id=hashlib.md5(change_id.encode()).hexdigest(),  # a W3C trace id, as on the wire
         causation_id=None,
         actor=Actor(ActorKind.AGENT, "policy-bot"),
     )
@@ -109,11 +111,13 @@ def evaluated(result: Event) -> Event:
 
 
 def stored(store: AuditStore, events: list[Event]) -> None:
+    codec = EventCodec()  # the store keeps the Avro bytes; JSON is rendered from them
     rows = [
         row
         for offset, event in enumerate(events)
         for row in rows_of(
-            audit_record(event, b"", Origin("sdlc.agent-events", 0, offset)), placements(event)
+            audit_record(event, codec.encode(event), Origin("sdlc.agent-events", 0, offset)),
+            placements(event),
         )
     ]
     assert store.write(rows)
