@@ -18,7 +18,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cassandra import ConsistencyLevel
+from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.cluster import Cluster, ResponseFuture, Session
 from cassandra.policies import ExponentialReconnectionPolicy
 from cassandra.query import (
@@ -207,11 +207,20 @@ class PendingWrite:
             self._store._note_done(self._writes, failed)
             if not failed:
                 return True
-            self._writes = [write for write, _ in failed]
+            self._writes = [part for write, exc in failed for part in _retried(write, exc)]
             if stop.wait(delay):
                 return False
             delay = min(BACKOFF_MAX_S, delay * 2)
             self._flight = self._store._submit(self._writes)
+
+
+def _retried(write: Write, exc: BaseException) -> list[Write]:
+    """What to send again for a failed request: the same batch, or its two halves when
+    Cassandra refused it as too large (resending it whole would be refused for ever)."""
+    if isinstance(exc, InvalidRequest) and "too large" in str(exc) and len(write.rows) > 1:
+        middle = len(write.rows) // 2
+        return [Write(write.rows[:middle]), Write(write.rows[middle:])]
+    return [write]
 
 
 class AuditStore:

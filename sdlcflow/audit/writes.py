@@ -23,7 +23,10 @@ from sdlcflow.audit.tables import COMMON_COLUMNS, TABLES, TableSpec
 # Cassandra refuses batches above batch_size_fail_threshold (50 KiB by default); stay well under.
 MAX_BATCH_BYTES = 40 * 1024
 MAX_BATCH_ROWS = 128
-_ROW_OVERHEAD_BYTES = 128
+# how Cassandra sizes a batch: each cell's value plus its timestamp, TTL and deletion time
+# (16 bytes), and each row's liveness; a row's size is counted from its serialised values
+_CELL_BYTES = 16
+_ROW_BYTES = 16
 _HOUR_MS = 3_600_000
 
 # the bind marker of `USING TIMESTAMP ?`, last in every upsert (not a column)
@@ -174,22 +177,19 @@ def table_row(record: AuditRecord, placement: Placement) -> Row:
 def rows_of(record: AuditRecord, places: Iterable[Placement]) -> list[Row]:
     """One row per placement; only the whole-event table carries the Avro bytes."""
     columns = shared_columns(record)
-    whole = _ROW_OVERHEAD_BYTES + len(record.avro)
     rows = []
     for placement in places:
         table = placement.table
         layout = _LAYOUTS[table]
         own = layout.with_extra(table, columns, placement) if layout.supplied else columns
-        rows.append(
-            Row(
-                table,
-                layout.partition(own),
-                layout.values(own),
-                whole if layout.whole_event else _ROW_OVERHEAD_BYTES,
-                layout.key(own),
-            )
-        )
+        values = layout.values(own)
+        rows.append(Row(table, layout.partition(own), values, _size(values), layout.key(own)))
     return rows
+
+
+def _size(values: tuple[Wire, ...]) -> int:
+    """A row's size as Cassandra counts it against the batch limits (about)."""
+    return _ROW_BYTES + _CELL_BYTES * len(values) + sum(map(len, filter(None, values)))
 
 
 def group_writes(
