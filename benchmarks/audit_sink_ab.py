@@ -28,6 +28,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from core_ab import export_revision
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "audit_sink_ab.json"
 PARTITIONS = 6
@@ -67,23 +69,6 @@ def sink_child(namespace: str, group: str, events: int, batch: int) -> None:
     finally:
         cluster.shutdown()
     print(json.dumps({"cpu_s": cpu, "seconds": seconds, "stored": stats.stored}))
-
-
-def export_revision(revision: str, into: Path) -> Path:
-    """The package (and the schemas its `sdlcflow/schemas` link points at) as it was at
-    `revision`, unpacked under `into`."""
-    import tarfile
-    from io import BytesIO
-
-    archive = subprocess.run(
-        ["git", "archive", revision, "sdlcflow", "schemas"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def run_child(tree: Path, args: list[str], cassandra: Any) -> dict[str, float]:

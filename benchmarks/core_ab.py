@@ -51,9 +51,13 @@ def replay_child(log_path: str) -> None:
 
 
 def export_revision(revision: str, into: Path) -> Path:
-    """The package as it was at `revision`, unpacked under `into`."""
+    """The package (and the schemas its `sdlcflow/schemas` link points at) as it was at
+    `revision`, unpacked under `into`."""
     archive = subprocess.run(
-        ["git", "archive", revision, "sdlcflow"], cwd=ROOT, capture_output=True, check=True
+        ["git", "archive", revision, "sdlcflow", "schemas"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
     ).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
