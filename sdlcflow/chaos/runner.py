@@ -525,12 +525,12 @@ def _write_lost_timelines(
     lost = {v.subject for v in report.violations if v.invariant == "change-lost"}
     if not lost:
         return
-    lines: list[str] = []
-    for change_id in sorted(lost):
-        lines.append(f"change {change_id}")
-        for event in invariants.distinct(decisions):
-            if event.envelope.change_id == change_id:
-                lines.append("  " + _timeline_line(event))
+    timelines: dict[str, list[str]] = {change_id: [] for change_id in sorted(lost)}
+    for event in invariants.distinct(decisions):
+        timeline = timelines.get(event.envelope.change_id or "")
+        if timeline is not None:
+            timeline.append("  " + _timeline_line(event))
+    lines = [line for change_id, t in timelines.items() for line in (f"change {change_id}", *t)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     progress(f"the decisions of the {len(lost)} open changes: {path}")
 
