@@ -365,7 +365,6 @@ class OfferConsumer:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._held = collections.deque(item for item in self._held if _origin(item) not in gone)
         self._revoked(sorted(gone))
-        self._assigned = True
 
     def close(self) -> None:
         self._stop.set()
