@@ -249,13 +249,23 @@ def _dead_letter_reasons(result: BatchResult) -> list[str]:
     return reasons
 
 
-def _identity_of(topic: str, value: bytes | None, key: bytes | None) -> object:
+def _identities_of(topic: str, value: bytes | None, key: bytes | None) -> frozenset[object]:
     """What the coordinator deduplicates on: a decodable event's id (a mutated copy that keeps
-    the id of an event already handled is a replay of it); otherwise the record itself."""
+    the id of an event already handled is a replay of it), and for a change request the state
+    it asks for (a request repeating a live change's current state changes nothing, whatever
+    its id); otherwise the record itself."""
     try:
-        return CODEC.decode(value).envelope.event_id if value is not None else (topic, value, key)
+        event = CODEC.decode(value) if value is not None else None
     except DecodeError:
-        return (topic, value, key)
+        event = None
+    if event is None:
+        return frozenset({(topic, value, key)})
+    envelope, payload = event.envelope, event.payload
+    if not isinstance(payload, ev.ChangeRequested):
+        return frozenset({envelope.event_id})
+    state = (envelope.repo, envelope.change_id, payload.head_sha, payload.base_sha,
+             payload.lockfile_digest)  # fmt: skip
+    return frozenset({envelope.event_id, state})
 
 
 def _planned() -> Coordinator:
@@ -322,6 +332,16 @@ class TestEngineUnderHostileInput:
             ev.RejectReason.NOT_HOLDER,
         )
 
+    def test_a_change_request_repeating_a_live_changes_state_decides_nothing(self) -> None:
+        """Idempotent by content (a producer's retry with a fresh id), so no decision, no error;
+        the input itself stays on sdlc.change-requests and in the audit store."""
+        planned = CODEC.decode(VALID_FRAMES[1])
+        again = Event(dataclasses.replace(planned.envelope, event_id=str(uuid.uuid4())),
+                      planned.payload)  # fmt: skip
+        result = _planned().feed(CHANGE_REQUESTS, CODEC.encode(again), REPO.encode())
+        assert result.outbound == []
+        assert result.dead_letters == 0
+
     @SOME
     @given(
         st.lists(
@@ -342,11 +362,11 @@ class TestEngineUnderHostileInput:
         self, records: list[tuple[str, bytes | None, bytes | None]]
     ) -> None:
         coordinator = _planned()
-        seen: set[object] = {_identity_of(CHANGE_REQUESTS, VALID_FRAMES[1], REPO.encode())}
+        seen = set(_identities_of(CHANGE_REQUESTS, VALID_FRAMES[1], REPO.encode()))
         for topic, value, key in records:
             result = coordinator.feed(topic, value, key)
-            identity = _identity_of(topic, value, key)
-            duplicate = identity in seen  # an event id already handled is a duplicate, by design
-            seen.add(identity)
+            identities = _identities_of(topic, value, key)
+            duplicate = not identities.isdisjoint(seen)  # idempotent by design: see above
+            seen |= identities
             if not duplicate:
                 assert result.outbound, (topic, value, key)
