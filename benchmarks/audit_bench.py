@@ -51,7 +51,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartiti
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from sdlcflow.audit.rows import Origin, Placement, audit_record, placements
-from sdlcflow.audit.sink import AuditSink, sink_process_gc
+from sdlcflow.audit.sink import DEFAULT_BATCH, AuditSink, sink_process_gc
 from sdlcflow.audit.store import DEFAULT_MAX_IN_FLIGHT, AuditStore, connect
 from sdlcflow.audit.writes import Row, Write, cut_batches, group_writes, rows_of
 from sdlcflow.bench.machine import describe_machine
@@ -504,7 +504,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000, help="events/s in the lag phase")
     parser.add_argument("--seconds", type=float, default=20, help="length of the lag phase")
     parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--batch", type=int, default=2000, help="sink records per poll")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="sink records per poll")
     parser.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT)
     parser.add_argument("--ceiling-processes", type=int, default=2)
     parser.add_argument("--ceiling-in-flight", type=int, default=64)

@@ -35,7 +35,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "audit_sink_ab.json"
 PARTITIONS = 6
 
 
-def sink_child(namespace: str, group: str, events: int, batch: int) -> None:
+def sink_child(namespace: str, group: str, events: int, batch: int | None) -> None:
     """In a child whose PYTHONPATH picks the version: store every record, print the figures."""
     import resource
     from contextlib import nullcontext
@@ -54,7 +54,7 @@ def sink_child(namespace: str, group: str, events: int, batch: int) -> None:
             bootstrap=settings.kafka_bootstrap,
             group_id=group,
             namespace=namespace,
-            batch_size=batch,
+            batch_size=sink_module.DEFAULT_BATCH if batch is None else batch,
         )
         # the process set-up of the version's `sdlcflow audit sink`, where it has one
         process_gc = getattr(sink_module, "sink_process_gc", nullcontext)
@@ -126,12 +126,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--base", default="main", help="git revision to compare against")
     parser.add_argument("--events", type=int, default=20_000, help="events each child stores")
     parser.add_argument("--rounds", type=int, default=4, help="pairs of runs (ABBA order)")
-    parser.add_argument("--batch", type=int, default=2000, help="sink records per poll")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="sink records per poll (default: each version's)"
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         namespace, group, events, batch = args.child
-        sink_child(namespace, group, int(events), int(batch))
+        sink_child(namespace, group, int(events), None if batch == "default" else int(batch))
         return 0
     from audit_bench import cassandra_process
 
@@ -175,7 +177,8 @@ def main(argv: list[str]) -> int:
 
 def _child_args(namespace: str, name: str, round_no: int, args: argparse.Namespace) -> list[str]:
     group = f"{namespace}-{name}-{round_no}"
-    return [namespace, group, str(args.events), str(args.batch)]
+    batch = "default" if args.batch is None else str(args.batch)
+    return [namespace, group, str(args.events), batch]
 
 
 def _figures(result: dict[str, float], events: int) -> dict[str, float]:

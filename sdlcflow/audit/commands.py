@@ -19,6 +19,7 @@ from sdlcflow.audit import metrics, render
 from sdlcflow.audit.export import ExportFormat, export
 from sdlcflow.audit.model import AuditRow
 from sdlcflow.audit.queries import AuditReader
+from sdlcflow.audit.sink import DEFAULT_BATCH
 from sdlcflow.audit.store import DEFAULT_MAX_IN_FLIGHT, AuditStore, connect, connect_when_up
 from sdlcflow.audit.windows import WindowError, parse_instant
 from sdlcflow.errors import SdlcflowError
@@ -106,7 +107,9 @@ def audit() -> None:
     envvar="SDLCFLOW_AUDIT_GROUP",
     help="Consumer group; run more sinks in the same group to scale [env SDLCFLOW_AUDIT_GROUP].",
 )
-@click.option("--batch", default=2000, show_default=True, help="Records per poll and commit.")
+@click.option(
+    "--batch", default=DEFAULT_BATCH, show_default=True, help="Records per poll and commit."
+)
 @click.option(
     "--max-in-flight",
     default=DEFAULT_MAX_IN_FLIGHT,
