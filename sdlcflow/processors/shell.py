@@ -68,6 +68,7 @@ from sdlcflow.processors.engine import (
     tick_repo,
     wall_clock_ms,
 )
+from sdlcflow.processors.fetching import stop_fetching_own_changelogs
 from sdlcflow.processors.publisher import RecordPublisher
 from sdlcflow.processors.storage import (
     Outbound,
@@ -376,6 +377,8 @@ def create_app(config: ProcessorConfig) -> faust.App:
 
     app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(forget)  # type: ignore[arg-type]
+    # once recovery is done, fetch no more of the changelogs we write ourselves
+    app.on_rebalance_complete.connect(stop_fetching_own_changelogs)
 
     return app
 

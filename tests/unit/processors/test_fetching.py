@@ -1,0 +1,116 @@
+"""After recovery a worker stops fetching the changelogs it writes, and only those."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import TopicPartition
+from faust.types import TP
+
+from sdlcflow.processors.fetching import own_changelog_partitions, stop_fetching_own_changelogs
+
+STATES = "coord-repo-state-changelog"
+INDEX = "coord-active-repos-changelog"
+
+
+@dataclass
+class FakeConsumer:
+    """An aiokafka consumer's assignment and pause calls (the only parts used)."""
+
+    assigned: set[TopicPartition]
+    paused: set[TopicPartition] = field(default_factory=set)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused.update(partitions)
+
+
+@dataclass
+class FakeConsumerThread:
+    """faust's consumer thread: runs a coroutine function on its loop (`call_thread`)."""
+
+    consumer: FakeConsumer
+    calls: int = 0
+
+    def _ensure_consumer(self) -> FakeConsumer:
+        return self.consumer
+
+    async def call_thread(self, fun: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        self.calls += 1
+        return await fun(*args)
+
+
+@dataclass
+class FakeAssignor:
+    actives: set[TP]
+
+    def assigned_actives(self) -> set[TP]:
+        return set(self.actives)
+
+
+@dataclass
+class FakeTables:
+    changelog_topics: set[str]
+
+
+@dataclass
+class FakeFaustConsumer:
+    _thread: FakeConsumerThread
+
+
+@dataclass
+class FakeApp:
+    assignor: FakeAssignor
+    tables: FakeTables
+    consumer: Any
+
+
+def _app(actives: set[TP], assigned: set[TopicPartition]) -> tuple[FakeApp, FakeConsumerThread]:
+    thread = FakeConsumerThread(FakeConsumer(assigned))
+    app = FakeApp(FakeAssignor(actives), FakeTables({STATES, INDEX}), FakeFaustConsumer(thread))
+    return app, thread
+
+
+class TestOwnChangelogPartitions:
+    def test_only_changelog_partitions_this_worker_is_active_for_are_its_own(self) -> None:
+        actives = {TP(STATES, 0), TP(INDEX, 0), TP("sdlc.agent-events", 0), TP(STATES, 3)}
+        app, _ = _app(actives, set())
+        assert own_changelog_partitions(app) == {  # type: ignore[arg-type]
+            TopicPartition(STATES, 0),
+            TopicPartition(INDEX, 0),
+            TopicPartition(STATES, 3),
+        }
+
+
+class TestStopFetchingOwnChangelogs:
+    def test_own_changelog_partitions_are_paused_and_inputs_and_standbys_are_not(self) -> None:
+        actives = {TP(STATES, 0), TP(INDEX, 0), TP("sdlc.agent-events", 0)}
+        assigned = {
+            TopicPartition(STATES, 0),
+            TopicPartition(INDEX, 0),
+            TopicPartition("sdlc.agent-events", 0),
+            TopicPartition(STATES, 1),  # a standby: another worker's table, still read
+        }
+        app, thread = _app(actives, assigned)
+        asyncio.run(stop_fetching_own_changelogs(app))
+        assert thread.consumer.paused == {TopicPartition(STATES, 0), TopicPartition(INDEX, 0)}
+
+    def test_partitions_the_consumer_no_longer_holds_are_not_paused(self) -> None:
+        app, thread = _app({TP(STATES, 0), TP(STATES, 1)}, {TopicPartition(STATES, 1)})
+        asyncio.run(stop_fetching_own_changelogs(app))
+        assert thread.consumer.paused == {TopicPartition(STATES, 1)}
+
+    def test_the_pause_runs_on_the_consumer_thread(self) -> None:
+        app, thread = _app({TP(STATES, 0)}, {TopicPartition(STATES, 0)})
+        asyncio.run(stop_fetching_own_changelogs(app))
+        assert thread.calls == 1
+
+    def test_a_worker_without_own_changelogs_asks_the_consumer_nothing(self) -> None:
+        app, thread = _app({TP("sdlc.agent-events", 0)}, {TopicPartition("sdlc.agent-events", 0)})
+        asyncio.run(stop_fetching_own_changelogs(app))
+        assert thread.calls == 0 and not thread.consumer.paused
