@@ -60,6 +60,7 @@ from sdlcflow.core.planner import load_templates, packaged_template_texts
 from sdlcflow.infra.topics import ensure_topics
 from sdlcflow.observability.decisions import BatchObserver
 from sdlcflow.processors.batching import take_ready
+from sdlcflow.processors.collector import freeze_settled_heap
 from sdlcflow.processors.config import ProcessorConfig, StoreKind
 from sdlcflow.processors.engine import (
     INPUT_TOPICS,
@@ -377,8 +378,9 @@ def create_app(config: ProcessorConfig) -> faust.App:
 
     app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(forget)  # type: ignore[arg-type]
-    # once recovery is done, fetch no more of the changelogs we write ourselves
+    # once recovery is done: no fetches of our own changelogs, a frozen start-up heap
     app.on_rebalance_complete.connect(stop_fetching_own_changelogs)
+    app.on_rebalance_complete.connect(freeze_settled_heap)
 
     return app
 
