@@ -25,8 +25,10 @@ the verdict), of the grant latency, accepted tasks/s, and the median and p99 of 
 `--compare` also runs, side by side in the same run, a worker with Nagle's algorithm off and
 librdkafka's default fetch.wait.max.ms (500 ms) for the offers (ours: 50 ms, see _transport);
 `--processors-env 'SDLCFLOW_BATCH_WITHIN_MS=5'` (repeatable; `;` joins several variables) adds
-a run with the processors started with that environment. `--rounds N` alternates the runs N
-times so drifting machine load hits them all alike.
+a run with the processors started with that environment; `--processors-tree DIR` adds a run
+with the processors imported from another source tree (e.g. `git archive` of an older commit:
+an A/B of coordinator changes). `--rounds N` alternates the runs N times so drifting machine
+load hits them all alike; `--out` names the results file.
 
     .venv/bin/python benchmarks/agent_roundtrip_bench.py --rates 50,200,1000 --compare
 """
@@ -235,6 +237,33 @@ async def phase(
     }  # fmt: skip
 
 
+FIGURES = {
+    "round_trip_p50_ms": lambda p: p["round_trip_ms"]["p50"],
+    "round_trip_p99_ms": lambda p: p["round_trip_ms"]["p99"],
+    "decide_grant_p50_ms": lambda p: p["hops_ms"]["decide_grant"]["p50"],
+    "decide_grant_p99_ms": lambda p: p["hops_ms"]["decide_grant"]["p99"],
+    "enqueue_to_grant_p99_ms": lambda p: p["hops_ms"]["enqueue_to_grant"]["p99"],
+    "accepted_per_s": lambda p: p["accepted_per_s"],
+    "coordinator_cpu_ms_per_task": lambda p: p["coordinator_cpu_ms_per_task"],
+}
+
+
+def summarize(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per settings and offered rate: the median over the rounds of each headline figure."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for p in phases:
+        groups.setdefault((p["settings"], p["offered_per_s"]), []).append(p)
+    return [
+        {
+            "settings": settings,
+            "offered_per_s": rate,
+            "rounds": len(group),
+            **{name: round(statistics.median(map(of, group)), 2) for name, of in FIGURES.items()},
+        }
+        for (settings, rate), group in groups.items()
+    ]
+
+
 # producer, consumer (agent librdkafka settings), processors' environment
 Overrides = tuple[dict[str, Any], dict[str, Any], dict[str, str]]
 
@@ -334,6 +363,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     for variant in args.processors_env:
         env = dict(pair.split("=", 1) for pair in variant.split(";") if pair)
         runs.append((f"processors with {variant}", ({}, {}, env)))
+    for tree in args.processors_tree:
+        # the tree first on sys.path, and not the working directory (`-m` would put it first)
+        env = {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(Path(tree).resolve())}
+        runs.append((f"processors from {tree}", ({}, {}, env)))
     phases: list[dict[str, Any]] = []
     for round_ in range(args.rounds):  # alternate settings, so load drift hits both alike
         for name, overrides in runs:
@@ -346,6 +379,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "target": {"p99_ms": 25, "tasks_per_s": 1000},
         "concurrency": args.concurrency, "repos": args.repos, "tasks_per_phase": args.tasks,
         "phases": phases,
+        "summary": summarize(phases),
         "coordinator": {
             "loopback": "LoopbackCoordinator (processors CoordinatorEngine) in its own process",
             "processors": "sdlcflow run processors (one faust worker, rocksdb)",
@@ -381,8 +415,14 @@ if __name__ == "__main__":
         "--processors-env", action="append", default=[], metavar="NAME=VALUE[;NAME=VALUE]",
         help="also run with the processors started with this environment (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--processors-tree", action="append", default=[], metavar="DIR",
+        help="also run with the processors imported from this source tree (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=1, help="repeat (alternating) this often")
-    result = asyncio.run(main(parser.parse_args()))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
+    arguments = parser.parse_args()
+    result = asyncio.run(main(arguments))
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("machine", "phases")}))
