@@ -1,14 +1,14 @@
 """Garbage collection tuned for a coordinator worker, so a collection is not a stall.
 
 A started worker holds about 145,000 objects the cyclic collector tracks (faust, aiokafka,
-rocksdb bindings, compiled codecs, templates), and they never become garbage. With CPython's
+rocksdb bindings, compiled codecs, templates) that nearly all live as long as it. With CPython's
 defaults every full collection walked all of them: 80-380 ms with the event loop stopped,
-about every 20-30 s at 200 tasks/s, plus young collections of up to 50 ms (measured with
+about every 15-25 s at 200 tasks/s, plus young collections of up to 50 ms (measured with
 `gc.callbacks` in the worker). Once recovery is done the heap is collected and frozen
 (`gc.freeze`: never traversed again), and young objects are collected after 20,000 net
 allocations instead of 700; at 200 tasks/s no full collection ran during a run and no young
-one took over 7 ms. Frozen objects are still freed by reference counting; only cycles among
-them would be kept, and start-up state does not form garbage cycles.
+one took over 7 ms. Frozen objects are still freed by reference counting; only garbage cycles
+among them are never reclaimed, a bounded cost paid once per rebalance.
 """
 
 from __future__ import annotations
