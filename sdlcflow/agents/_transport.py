@@ -93,10 +93,11 @@ def repo_matcher(patterns: Sequence[str]) -> Callable[[bytes | None], bool]:
     """Does a message key (the repository) match one of the glob `patterns`? (none: all do)"""
     if not patterns:
         return lambda _key: True
-    compiled = [re.compile(fnmatch.translate(p).encode()) for p in patterns]
+    # one alternation, matched once per message (both consumers ask for every message read)
+    match = re.compile(b"|".join(fnmatch.translate(p).encode() for p in patterns)).match
 
     def matches(key: bytes | None) -> bool:
-        return key is not None and any(c.match(key) for c in compiled)
+        return key is not None and match(key) is not None
 
     return matches
 
