@@ -14,7 +14,10 @@ the next fetch request went out 97-100 ms after such a response).
 `stop_fetching_own_changelogs` pauses them in aiokafka itself once recovery is done (faust's
 `on_rebalance_complete`). A rebalance gives the consumer a new assignment whose partitions start
 unpaused, so recovery after it reads the changelogs as before; standby partitions (another
-worker's tables) are not touched and are still read.
+worker's tables) are not touched and are still read. faust's livelock check reports every
+assigned partition without a fetch for `stream_processing_timeout` (5 min) as an error, every
+7 s; for the partitions paused here that is by design, so `PausedChangelogReports` drops those
+reports (and only those: an input partition that stops being fetched is still reported).
 """
 
 from __future__ import annotations
@@ -26,6 +29,28 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 log = logging.getLogger(__name__)
+
+# faust's consumer thread logs its "no fetch for this partition" reports here
+FAUST_AIOKAFKA_LOGGER = "faust.transport.drivers.aiokafka"
+NO_FETCH_REPORTS = ("has not sent fetch request for %r", "stopped fetching from %r")
+
+
+class PausedChangelogReports(logging.Filter):
+    """Drops faust's "no fetch" reports about the changelog partitions this worker paused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused: frozenset[tuple[str, int]] = frozenset()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, str) or not any(r in record.msg for r in NO_FETCH_REPORTS):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        tp = args[0] if args else None
+        return not (isinstance(tp, tuple) and tuple(tp[:2]) in self.paused)
+
+
+_REPORTS = PausedChangelogReports()
 
 
 def own_changelog_partitions(app: faust.App) -> set[TopicPartition]:
@@ -46,6 +71,10 @@ async def stop_fetching_own_changelogs(app: Any, /, *_args: Any, **_kwargs: Any)
         return
     # aiokafka runs on the consumer thread's event loop: pause creates a future of that loop
     paused = await thread.call_thread(_pause_assigned, thread._ensure_consumer(), wanted)
+    _REPORTS.paused = frozenset((tp.topic, tp.partition) for tp in paused)
+    faust_log = logging.getLogger(FAUST_AIOKAFKA_LOGGER)
+    if _REPORTS not in faust_log.filters:
+        faust_log.addFilter(_REPORTS)
     log.debug("stopped fetching %d own changelog partitions", len(paused))
 
 

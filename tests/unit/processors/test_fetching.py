@@ -1,8 +1,10 @@
-"""After recovery a worker stops fetching the changelogs it writes, and only those."""
+"""After recovery a worker stops fetching the changelogs it writes, and only those, and faust's
+reports that they are not fetched are dropped."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +12,12 @@ from typing import Any
 from aiokafka import TopicPartition
 from faust.types import TP
 
-from sdlcflow.processors.fetching import own_changelog_partitions, stop_fetching_own_changelogs
+from sdlcflow.processors.fetching import (
+    FAUST_AIOKAFKA_LOGGER,
+    PausedChangelogReports,
+    own_changelog_partitions,
+    stop_fetching_own_changelogs,
+)
 
 STATES = "coord-repo-state-changelog"
 INDEX = "coord-active-repos-changelog"
@@ -114,3 +121,45 @@ class TestStopFetchingOwnChangelogs:
         app, thread = _app({TP("sdlc.agent-events", 0)}, {TopicPartition("sdlc.agent-events", 0)})
         asyncio.run(stop_fetching_own_changelogs(app))
         assert thread.calls == 0 and not thread.consumer.paused
+
+
+def _report(template: str, tp: TP) -> logging.LogRecord:
+    """A faust consumer-thread log record as mode's CompositeLogger makes it."""
+    return logging.LogRecord(
+        FAUST_AIOKAFKA_LOGGER, logging.ERROR, __file__, 1,
+        f"[^---AIOKafkaConsumerThread]: {template}", (tp, "6.00 minutes ago"), None,
+    )  # fmt: skip
+
+
+class TestPausedChangelogReports:
+    """faust's "no fetch" reports are dropped for the paused changelogs, and only for them."""
+
+    def _filter(self) -> PausedChangelogReports:
+        reports = PausedChangelogReports()
+        reports.paused = frozenset({(STATES, 0)})
+        return reports
+
+    def test_a_no_fetch_report_about_a_paused_changelog_is_dropped(self) -> None:
+        reports = self._filter()
+        since_start = "Aiokafka has not sent fetch request for %r since start (started %s)"
+        stopped = "Aiokafka stopped fetching from %r (last done %s)"
+        assert not reports.filter(_report(since_start, TP(STATES, 0)))
+        assert not reports.filter(_report(stopped, TP(STATES, 0)))
+
+    def test_a_no_fetch_report_about_an_input_partition_is_kept(self) -> None:
+        reports = self._filter()
+        stopped = "Aiokafka stopped fetching from %r (last done %s)"
+        assert reports.filter(_report(stopped, TP("sdlc.agent-events", 0)))
+        assert reports.filter(_report(stopped, TP(STATES, 1)))
+
+    def test_other_messages_about_a_paused_changelog_are_kept(self) -> None:
+        assert self._filter().filter(_report("Seek %r to offset %s", TP(STATES, 0)))
+
+
+class TestReportsFilterInstalled:
+    def test_pausing_installs_the_filter_on_faust_consumer_thread_logger(self) -> None:
+        app, _ = _app({TP(STATES, 0)}, {TopicPartition(STATES, 0)})
+        asyncio.run(stop_fetching_own_changelogs(app))
+        filters = logging.getLogger(FAUST_AIOKAFKA_LOGGER).filters
+        reports = [f for f in filters if isinstance(f, PausedChangelogReports)]
+        assert len(reports) == 1 and reports[0].paused == {(STATES, 0)}
