@@ -64,13 +64,23 @@ def own_changelog_partitions(app: faust.App) -> set[TopicPartition]:
 
 
 async def stop_fetching_own_changelogs(app: Any, /, *_args: Any, **_kwargs: Any) -> None:
-    """Pause this worker's own changelog partitions in its aiokafka consumer (see module)."""
+    """Pause this worker's own changelog partitions in its aiokafka consumer (see module).
+
+    Only an optimisation: a failure is logged, never raised into faust's recovery."""
+    _REPORTS.paused = frozenset()  # what an earlier assignment paused is not paused now
     wanted = own_changelog_partitions(app)
     thread = getattr(app.consumer, "_thread", None)
     if not wanted or thread is None or not hasattr(thread, "_ensure_consumer"):
         return
-    # aiokafka runs on the consumer thread's event loop: pause creates a future of that loop
-    paused = await thread.call_thread(_pause_assigned, thread._ensure_consumer(), wanted)
+    generation = getattr(app, "rebalancing_count", 0)
+    try:
+        # aiokafka runs on the consumer thread's loop: pause creates a future of that loop
+        paused = await thread.call_thread(
+            _pause_assigned, app, generation, thread._ensure_consumer(), wanted
+        )
+    except Exception as exc:  # e.g. the consumer stopped meanwhile
+        log.warning("could not stop fetching the worker's own changelogs: %s", exc)
+        return
     _REPORTS.paused = frozenset((tp.topic, tp.partition) for tp in paused)
     faust_log = logging.getLogger(FAUST_AIOKAFKA_LOGGER)
     if _REPORTS not in faust_log.filters:
@@ -78,9 +88,19 @@ async def stop_fetching_own_changelogs(app: Any, /, *_args: Any, **_kwargs: Any)
     log.debug("stopped fetching %d own changelog partitions", len(paused))
 
 
+async def resume_changelog_reports(_app: Any, /, *_args: Any, **_kwargs: Any) -> None:
+    """On revocation or assignment: a new assignment starts unpaused, so faust's "no fetch"
+    reports about any of its partitions (a recovery or standby read that stalled) count again."""
+    _REPORTS.paused = frozenset()
+
+
 async def _pause_assigned(
-    consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
+    app: Any, generation: int, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
 ) -> set[TopicPartition]:
+    """On the consumer thread: pause, unless another rebalance began since recovery ended (its
+    assignment is not the one recovered, and a pause would stop its recovery's reads)."""
+    if getattr(app, "rebalancing", False) or getattr(app, "rebalancing_count", 0) != generation:
+        return set()
     assigned: set[TopicPartition] = partitions & consumer.assignment()
     consumer.pause(*assigned)
     return assigned

@@ -69,7 +69,7 @@ from sdlcflow.processors.engine import (
     tick_repo,
     wall_clock_ms,
 )
-from sdlcflow.processors.fetching import stop_fetching_own_changelogs
+from sdlcflow.processors.fetching import resume_changelog_reports, stop_fetching_own_changelogs
 from sdlcflow.processors.publisher import RecordPublisher
 from sdlcflow.processors.storage import (
     Outbound,
@@ -378,6 +378,8 @@ def create_app(config: ProcessorConfig) -> faust.App:
 
     app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(forget)  # type: ignore[arg-type]
+    app.on_partitions_revoked.connect(resume_changelog_reports)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(resume_changelog_reports)  # type: ignore[arg-type]
     # once recovery is done: no fetches of our own changelogs, a frozen start-up heap
     app.on_rebalance_complete.connect(stop_fetching_own_changelogs)
     app.on_rebalance_complete.connect(freeze_settled_heap)

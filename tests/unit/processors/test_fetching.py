@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from faust.types import TP
 
+from sdlcflow.processors import fetching
 from sdlcflow.processors.fetching import (
     FAUST_AIOKAFKA_LOGGER,
     PausedChangelogReports,
     own_changelog_partitions,
+    resume_changelog_reports,
     stop_fetching_own_changelogs,
 )
 
@@ -75,12 +78,40 @@ class FakeApp:
     assignor: FakeAssignor
     tables: FakeTables
     consumer: Any
+    rebalancing: bool = False
+    rebalancing_count: int = 1
 
 
 def _app(actives: set[TP], assigned: set[TopicPartition]) -> tuple[FakeApp, FakeConsumerThread]:
     thread = FakeConsumerThread(FakeConsumer(assigned))
     app = FakeApp(FakeAssignor(actives), FakeTables({STATES, INDEX}), FakeFaustConsumer(thread))
     return app, thread
+
+
+@pytest.fixture(autouse=True)
+def no_reports_filter_left() -> Iterator[None]:
+    """The filter is module-global: each test starts and ends without it installed."""
+    faust_log = logging.getLogger(FAUST_AIOKAFKA_LOGGER)
+    yield
+    faust_log.removeFilter(fetching._REPORTS)
+    fetching._REPORTS.paused = frozenset()
+
+
+class _MovedOn(FakeConsumerThread):
+    """A consumer thread that sees a new rebalance begin before it runs the pause."""
+
+    def __init__(self, consumer: FakeConsumer, app: FakeApp) -> None:
+        super().__init__(consumer)
+        self.app = app
+
+    async def call_thread(self, fun: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        self.app.rebalancing, self.app.rebalancing_count = True, self.app.rebalancing_count + 1
+        return await super().call_thread(fun, *args)
+
+
+class _Stopped(FakeConsumerThread):
+    async def call_thread(self, fun: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        raise RuntimeError("consumer not started")
 
 
 class TestOwnChangelogPartitions:
@@ -163,3 +194,36 @@ class TestReportsFilterInstalled:
         filters = logging.getLogger(FAUST_AIOKAFKA_LOGGER).filters
         reports = [f for f in filters if isinstance(f, PausedChangelogReports)]
         assert len(reports) == 1 and reports[0].paused == {(STATES, 0)}
+
+
+class TestRebalanceSafety:
+    """Pausing is an optimisation: it never touches a later assignment or breaks recovery."""
+
+    def test_nothing_is_paused_when_another_rebalance_began_before_the_pause_ran(self) -> None:
+        app, _ = _app({TP(STATES, 0)}, {TopicPartition(STATES, 0)})
+        moved_on = _MovedOn(FakeConsumer({TopicPartition(STATES, 0)}), app)
+        app.consumer = FakeFaustConsumer(moved_on)
+        asyncio.run(stop_fetching_own_changelogs(app))
+        assert not moved_on.consumer.paused and fetching._REPORTS.paused == frozenset()
+
+    def test_a_consumer_that_cannot_pause_is_logged_not_raised(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        app, _ = _app({TP(STATES, 0)}, {TopicPartition(STATES, 0)})
+        app.consumer = FakeFaustConsumer(_Stopped(FakeConsumer({TopicPartition(STATES, 0)})))
+        asyncio.run(stop_fetching_own_changelogs(app))
+        assert "could not stop fetching" in caplog.text
+
+    def test_reports_count_again_once_the_assignment_changes(self) -> None:
+        app, _ = _app({TP(STATES, 0)}, {TopicPartition(STATES, 0)})
+        asyncio.run(stop_fetching_own_changelogs(app))
+        assert fetching._REPORTS.paused == {(STATES, 0)}
+        asyncio.run(resume_changelog_reports(app))
+        assert fetching._REPORTS.paused == frozenset()
+
+    def test_a_worker_left_without_own_changelogs_drops_no_reports(self) -> None:
+        app, _ = _app({TP(STATES, 0)}, {TopicPartition(STATES, 0)})
+        asyncio.run(stop_fetching_own_changelogs(app))
+        standby_only, _ = _app(set(), {TopicPartition(STATES, 0)})
+        asyncio.run(stop_fetching_own_changelogs(standby_only))
+        assert fetching._REPORTS.paused == frozenset()
