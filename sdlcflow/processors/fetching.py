@@ -98,8 +98,10 @@ async def _pause_assigned(
     app: Any, generation: int, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
 ) -> set[TopicPartition]:
     """On the consumer thread: pause, unless another rebalance began since recovery ended (its
-    assignment is not the one recovered, and a pause would stop its recovery's reads)."""
-    if getattr(app, "rebalancing", False) or getattr(app, "rebalancing_count", 0) != generation:
+    assignment is not the one recovered, and a pause would stop its recovery's reads). faust
+    counts rebalances as they start; `rebalancing` itself is still set here, since faust sends
+    `on_rebalance_complete` before it ends the rebalance."""
+    if getattr(app, "rebalancing_count", 0) != generation:
         return set()
     assigned: set[TopicPartition] = partitions & consumer.assignment()
     consumer.pause(*assigned)
