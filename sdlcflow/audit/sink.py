@@ -60,7 +60,7 @@ NAMESPACE = "sdlc"
 # CPython collects young objects after every 700 net allocations. A sink keeps about two polls
 # of rows alive (tens of thousands of small objects), so each was traversed many times over and
 # promoted, and full collections walked the driver's metadata too: about a third of the sink's
-# CPU per event (`benchmarks/audit_sink_ab.py`). Young collections every 50,000 allocations,
+# CPU per event (`benchmarks/audit_sink_ab.py`). Young collections every 200,000 allocations,
 # full ones rarely, over what startup built frozen out of the collector's view.
 SINK_GC_THRESHOLDS = (200_000, 20, 10)
 
