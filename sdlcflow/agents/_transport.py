@@ -1,12 +1,16 @@
 """The Kafka side of a Worker: an async publisher and two consumer threads on the task topics.
 
 - offers: a consumer-group subscription to `sdlc.tasks.<capability>`; it hands offers to the
-  event loop only while the worker has free slots (partitions are paused otherwise, so the poll
-  loop keeps the group membership alive), and commits the offsets the loop says are safe.
+  event loop only while the worker has free slots, and commits the offsets the loop says are
+  safe. Offers polled beyond the free slots are held, in order, until slots free; up to a
+  backlog of them is read ahead, and only past that are the partitions paused (the poll loop
+  keeps the group membership alive), to be resumed once half the backlog is worked off.
+  Pausing whenever every slot was busy cost a second per slot cycle: librdkafka purges a
+  paused partition's prefetched messages and, with every partition paused, starts the resumed
+  fetch only at its broker thread's next wake-up, ~1 s later (64 slots took 64 offers/s).
   librdkafka keeps a partition's pause across a rebalance when the partition stays assigned and
   starts a newly assigned one unpaused, so after every assignment the pause or resume is
-  applied anew to the whole assignment; an offer polled beyond the free slots (one that
-  arrived on a fresh partition before that) is held until a slot frees.
+  applied anew to the whole assignment.
   Messages it skips (decisions, other repositories' offers) take no slot: only their offsets
   travel to the loop, so a busy shared topic cannot crowd out this worker's offers.
 - follower: a group-less assignment of every partition of the same task topics, from their end
@@ -54,6 +58,9 @@ log = logging.getLogger("sdlcflow.agents.transport")
 
 POLL_S = 0.05  # short polls keep shutdown and pause/resume responsive
 MAX_BATCH = 500  # messages handed to the loop at once
+# Offers read ahead of the free slots before the partitions are paused: enough to keep a busy
+# worker fed through the second a resumed fetch takes, small in memory (a few KB per offer).
+OFFER_BACKLOG = 2048
 METADATA_TIMEOUT_S = 10.0
 
 # The offer consumer pauses its partitions while every slot is busy. The broker answers a
@@ -232,8 +239,10 @@ class OfferConsumer:
         revoked: Callable[[Partitions], None],
         skip: frozenset[bytes] = frozenset(),
         wanted_repo: Callable[[bytes | None], bool] = lambda _key: True,
+        backlog: int = OFFER_BACKLOG,
     ) -> None:
         self._consumer = Consumer({**OFFER_CONSUMER_CONFIG, **config})
+        self._backlog = backlog
         self._skip = skip
         self._wanted_repo = wanted_repo
         self._topics = list(topics)
@@ -249,6 +258,7 @@ class OfferConsumer:
         self._paused = False
         self._assigned = False  # a new assignment: pause or resume it whatever `_paused` says
         self._held: collections.deque[Delivery | Refusal | Skipped] = collections.deque()
+        self._held_offers = 0  # the items in `_held` that will take a slot
         self._thread = threading.Thread(target=self._run, name="sdlcflow-agent-offers")
         self._thread.daemon = True
         self.error: BaseException | None = None
@@ -261,6 +271,16 @@ class OfferConsumer:
             on_lost=self._on_revoke,
         )
         self._thread.start()
+
+    @property
+    def read_ahead(self) -> int:
+        """Offers held beyond the free slots (read by the consumer thread)."""
+        return self._held_offers
+
+    @property
+    def paused(self) -> bool:
+        """Whether the assignment is paused because the backlog is full."""
+        return self._paused
 
     def release_slot(self) -> None:
         with self._lock:
@@ -287,7 +307,7 @@ class OfferConsumer:
             while not self._stop.is_set():
                 self._apply_commits(asynchronous=True)
                 free = self._take_slots()
-                self._flow(free > 0)
+                self._flow(self._wants_more(free))
                 batch = self._poll_offers(free)
                 if batch:
                     self._use_slots(sum(not isinstance(item, Skipped) for item in batch))
@@ -296,16 +316,27 @@ class OfferConsumer:
             self.error = exc
             log.exception("offer consumer stopped")
 
+    def _wants_more(self, free: int) -> bool:
+        """Whether to keep fetching: until the held offers fill the free slots and the backlog;
+        once paused, not before half the backlog is worked off (a resumed fetch is slow)."""
+        limit = free + self._backlog
+        if self._paused:
+            limit -= self._backlog // 2
+        return self._held_offers < limit
+
     def _poll_offers(self, free: int) -> OfferBatch:
         """Up to `free` offers (held ones first, then one within POLL_S, then what is
         buffered), and the skipped messages among them. An offer beyond `free` is held, and so
-        is everything after it, so the loop sees each partition in offset order."""
+        is everything after it, so the loop sees each partition in offset order; while nothing
+        can be handed over, what is buffered is read into the backlog."""
         batch: OfferBatch = []
         offers = 0
         while self._held and (offers < free or isinstance(self._held[0], Skipped)):
             item = self._held.popleft()
             batch.append(item)
-            offers += not isinstance(item, Skipped)
+            if not isinstance(item, Skipped):
+                offers += 1
+                self._held_offers -= 1
         message = self._consumer.poll(POLL_S)
         while message is not None:
             if _check_error(message):
@@ -313,16 +344,19 @@ class OfferConsumer:
                 takes_slot = not isinstance(item, Skipped)
                 if self._held or (takes_slot and offers >= free):
                     self._held.append(item)
+                    self._held_offers += takes_slot
                 else:
                     batch.append(item)
                     offers += takes_slot
-            if offers >= free or len(batch) >= MAX_BATCH:
+            if (batch and offers >= free) or len(batch) >= MAX_BATCH:
+                break
+            if self._held_offers >= self._backlog:
                 break
             message = self._consumer.poll(0)
         return batch
 
     def _flow(self, open_: bool) -> None:
-        """Pause the assignment while no slot is free, resume it when one is."""
+        """Pause the assignment when the backlog is full, resume it when it has room."""
         if open_ == (not self._paused) and not self._assigned:
             return
         assignment = self._consumer.assignment()
@@ -365,6 +399,7 @@ class OfferConsumer:
         self._apply_commits(asynchronous=False)
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._held = collections.deque(item for item in self._held if _origin(item) not in gone)
+        self._held_offers = sum(not isinstance(item, Skipped) for item in self._held)
         self._revoked(sorted(gone))
 
     def close(self) -> None:
