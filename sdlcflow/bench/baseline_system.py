@@ -69,9 +69,7 @@ class BaselineSystem:
     # System protocol -----------------------------------------------------------------------
 
     def submit(self, change_id: str, repo: str, template: str, measured: bool) -> None:
-        self.record.submitted[change_id] = int(time.time() * 1000)
-        if measured:
-            self.record.measured.add(change_id)
+        self.record.submit(change_id, int(time.time() * 1000), template, measured=measured)
         answer = self.client.post(
             "/changes", json={"change_id": change_id, "repo": repo, "template": template}
         )

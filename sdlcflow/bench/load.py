@@ -311,9 +311,7 @@ class KafkaSubmitter:
             repo, at=now, template=template, change_id=change_id, head_sha=head_sha(change_id)
         )
         with self.lock:
-            self.record.submitted[change_id] = now
-            if measured:
-                self.record.measured.add(change_id)
+            self.record.submit(change_id, now, template, measured=measured)
         self.publisher.publish(CHANGE_REQUESTS, request)
 
     def flush(self) -> None:

@@ -29,6 +29,9 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     "bench-wide": 0.20,
     "bench-deep": 0.15,
 }
+# The code-change shape of 5 steps (lint and test fanned out, policy, merge, promote) whose
+# end to end the "5-step DAG change" target is about.
+FIVE_STEP_TEMPLATE = "bench-fan"
 # The first step of every bench template: a dead-lettered change fails there.
 FIRST_STEP: Mapping[str, str] = {
     "bench-chain": "test",

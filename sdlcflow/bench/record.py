@@ -22,6 +22,7 @@ class RunRecord:
 
     submitted: dict[str, int] = field(default_factory=dict)  # change -> submit time
     measured: set[str] = field(default_factory=set)  # changes submitted after the warm-up
+    templates: dict[str, str] = field(default_factory=dict)  # change -> pipeline template
     lease_waits: list[tuple[str, int]] = field(default_factory=list)  # (change, ready->grant ms)
     grants: list[tuple[str, int]] = field(default_factory=list)  # (change, time)
     denials: list[str] = field(default_factory=list)  # change of each denied request
@@ -30,6 +31,12 @@ class RunRecord:
     dead_letters: list[str] = field(default_factory=list)
     approvals: list[str] = field(default_factory=list)
     terminal: dict[str, tuple[str, int]] = field(default_factory=dict)  # change -> (type, time)
+
+    def submit(self, change_id: str, at: int, template: str, *, measured: bool) -> None:
+        self.submitted[change_id] = at
+        self.templates[change_id] = template
+        if measured:
+            self.measured.add(change_id)
 
     def unfinished(self, changes: set[str] | None = None) -> set[str]:
         wanted = self.submitted.keys() if changes is None else changes
@@ -71,4 +78,20 @@ def figures(record: RunRecord) -> dict[str, Any]:
         "approvals": sum(1 for c in record.approvals if c in measured),
         "enqueue_to_lease_ms": summarize(waits).to_json(),
         "change_end_to_end_ms": summarize(end_to_end).to_json(),
+        "clean_change_end_to_end_ms": _clean_end_to_end(record),
     }
+
+
+def _clean_end_to_end(record: RunRecord) -> dict[str, dict[str, float | int | None]]:
+    """End to end per template, of the measured changes promoted with each planned step run
+    once (no retry, no review, no dead letter): a template's own length, e.g. the 5-step
+    `bench-fan` DAG, apart from the mix's detours."""
+    detoured = {*record.retries, *record.approvals, *record.dead_letters}
+    times: dict[str, list[int]] = {}
+    for change in sorted(record.measured - detoured):
+        outcome = record.terminal.get(change)
+        if outcome is None or outcome[0] != "ChangePromoted" or change not in record.templates:
+            continue
+        took = outcome[1] - record.submitted[change]
+        times.setdefault(record.templates[change], []).append(took)
+    return {name: summarize(values).to_json() for name, values in sorted(times.items())}

@@ -28,7 +28,7 @@ from sdlcflow.bench.baseline_system import BaselineSystem
 from sdlcflow.bench.limit import LimitRun
 from sdlcflow.bench.load import LoadGenerator, LoadSpec
 from sdlcflow.bench.machine import describe_machine
-from sdlcflow.bench.mix import MixSpec
+from sdlcflow.bench.mix import FIVE_STEP_TEMPLATE, MixSpec
 from sdlcflow.bench.plot import plot_latency
 from sdlcflow.bench.policy_rates import policy_rates
 from sdlcflow.bench.processes import ProcessSet
@@ -187,10 +187,12 @@ def _one_load(
         generator.spec = spec
         generator.system.record.measured.clear()
         row[name] = generator.run(probe=False)
+        five_step = row[name].get("clean_change_end_to_end_ms", {}).get(FIVE_STEP_TEMPLATE, {})
         say(
             f"[{label}] {name}: {row[name].get('lease_grants_per_s')} grants/s, "
             f"{row[name].get('changes_per_s')} changes/s, enqueue->lease p99 "
-            f"{row[name].get('enqueue_to_lease_ms', {}).get('p99')} ms"
+            f"{row[name].get('enqueue_to_lease_ms', {}).get('p99')} ms, 5-step change "
+            f"p50/p99 {five_step.get('p50')}/{five_step.get('p99')} ms"
         )
     row["sdlcflow_vs"] = _compare_rows(row["limit"], row["baseline"], row["sdlcflow"])
     say(f"[{label}] sdlcflow vs limit/baseline: {row['sdlcflow_vs']}")

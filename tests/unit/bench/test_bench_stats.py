@@ -90,5 +90,25 @@ class TestFigures:
         assert result["enqueue_to_lease_ms"]["max"] == 30
         assert result["change_end_to_end_ms"]["p50"] == 1000
 
+    def test_clean_end_to_end_is_per_template_and_leaves_out_detoured_changes(self) -> None:
+        record = RunRecord()
+        submissions = [("warm", "bench-fan", False), ("fan-1", "bench-fan", True),
+                       ("fan-2", "bench-fan", True), ("retried", "bench-fan", True),
+                       ("reviewed", "bench-fan", True), ("dead", "bench-chain", True),
+                       ("chain", "bench-chain", True), ("open", "bench-fan", True)]  # fmt: skip
+        for change, template, measured in submissions:
+            record.submit(change, 1000, template, measured=measured)
+        for change, took in [("warm", 5), ("fan-1", 60), ("fan-2", 80), ("retried", 900),
+                             ("reviewed", 700), ("chain", 40)]:  # fmt: skip
+            record.terminal[change] = ("ChangePromoted", 1000 + took)
+        record.terminal["dead"] = ("ChangeFailed", 1300)
+        record.retries.append("retried")
+        record.approvals.append("reviewed")
+        record.dead_letters.append("dead")
+        clean = figures(record)["clean_change_end_to_end_ms"]
+        assert set(clean) == {"bench-fan", "bench-chain"}
+        assert clean["bench-fan"]["count"] == 2 and clean["bench-fan"]["max"] == 80
+        assert clean["bench-chain"]["count"] == 1 and clean["bench-chain"]["p50"] == 40
+
     def test_no_measured_outcome_gives_no_rates(self) -> None:
         assert figures(RunRecord()) == {"measured_changes": 0, "finished": 0}
