@@ -9,7 +9,8 @@ from the environment, see `sdlcflow.processors.config`). Faust traps this design
   (`storage.py`, the outbox);
 - the timer never touches a table: it sends Tick events that the agent processes;
 - table values are reassigned, never mutated in place (they are immutable bytes anyway);
-- rocksdb (rocksdict) by default, so a restart reads only the changelog's tail.
+- rocksdb (rocksdict) by default, so a restart reads only the changelog's tail (written
+  without rocksdb's own write-ahead log: the changelog is the log, `tablestore.py`).
 
 The agent handles inputs in batches (`batching.take_ready`: what arrived while the previous batch
 was handled, without a fill window): one table write per repository changed in the batch, then
@@ -59,6 +60,7 @@ from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, Tick
 from sdlcflow.core.planner import load_templates, packaged_template_texts
 from sdlcflow.infra.topics import ensure_topics
 from sdlcflow.observability.decisions import BatchObserver
+from sdlcflow.processors import tablestore
 from sdlcflow.processors.batching import take_ready
 from sdlcflow.processors.collector import freeze_settled_heap
 from sdlcflow.processors.config import ProcessorConfig, StoreKind
@@ -304,7 +306,7 @@ SESSION_TIMEOUT_S = 10.0
 
 def create_app(config: ProcessorConfig) -> faust.App:
     """The faust app for one configuration (`sdlcflow.processors.app` uses the environment)."""
-    store = "rocksdb://" if config.store is StoreKind.ROCKSDB else "memory://"
+    store = f"{tablestore.SCHEME}://" if config.store is StoreKind.ROCKSDB else "memory://"
     app = CoordinatorApp(
         config.app_id,
         broker=f"kafka://{config.bootstrap}",
