@@ -10,8 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, TopicPartition
 
 from sdlcflow.agents import CREDENTIAL_ENV, KEY_ENV
 from sdlcflow.bench.load import AutoApprover, DecisionObserver, KafkaSubmitter
@@ -22,6 +21,7 @@ from sdlcflow.core.events import REVIEW_CAPABILITY, ActorKind
 from sdlcflow.demo.stage import audited_topics
 from sdlcflow.demo.watch import start_group_at_end
 from sdlcflow.identity import save_private_key
+from sdlcflow.infra.topics import forget_on_broker
 from sdlcflow.processors.config import StoreKind
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.processors.testing import TestIssuer
@@ -215,13 +215,6 @@ class SdlcflowSystem:
     def _forget(self) -> None:
         """Delete the run's changelog topics and consumer groups from the shared broker; a
         broker that does not answer leaves them behind (named `bench-<run>-*`), nothing worse."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        try:
-            own = [t for t in admin.list_topics(timeout=10).topics if t.startswith(self.app_id)]
-            futures = list(admin.delete_topics(own, operation_timeout=30).values()) if own else []
-            groups = [self.app_id, self.agent_group, self.audit_group]
-            futures += admin.delete_consumer_groups(groups, request_timeout=30).values()
-            for future in futures:
-                future.exception(30)
-        except (KafkaException, TimeoutError) as exc:
-            log.warning("could not delete the run's topics and groups (%s): %s", self.app_id, exc)
+        groups = [self.agent_group, self.audit_group]
+        for problem in forget_on_broker(self.bootstrap, app_ids=[self.app_id], groups=groups):
+            log.warning("could not delete the run's topics and groups: %s", problem)

@@ -12,7 +12,6 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from sdlcflow.demo.identities import DemoIdentities, issue_identities
 from sdlcflow.demo.services import Service, Services
 from sdlcflow.demo.watch import start_group_at_end
 from sdlcflow.gitops.sample import SampleRepo
+from sdlcflow.infra.topics import forget_on_broker
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.streams.topics import task_topic
 
@@ -234,35 +234,4 @@ def audited_topics(bootstrap: str, timeout_s: float = 30.0) -> list[str]:
 def forget_run(stage: Stage, timeout_s: float = 30.0) -> list[str]:
     """Delete the run's own Kafka topics (its coordinator's changelogs) and consumer groups,
     so reruns do not pile them up on the broker; returns what could not be deleted."""
-    try:
-        return _forget(stage, timeout_s)
-    except KafkaException as exc:
-        return [f"the run's topics and groups ({stage.app_id}-*): {exc}"]
-
-
-def _forget(stage: Stage, timeout_s: float) -> list[str]:
-    admin = AdminClient({"bootstrap.servers": stage.bootstrap})
-    prefix = f"{stage.app_id}-"
-    problems: list[str] = []
-    groups = admin.list_consumer_groups().result(timeout=timeout_s)
-    mine = [
-        g.group_id
-        for g in groups.valid
-        if g.group_id == stage.app_id or g.group_id.startswith(prefix)
-    ]
-    if mine:
-        for group, future in admin.delete_consumer_groups(mine, request_timeout=timeout_s).items():
-            problems += _failed(f"group {group}", future, timeout_s)
-    topics = [t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(prefix)]
-    if topics:
-        for topic, future in admin.delete_topics(topics, operation_timeout=timeout_s).items():
-            problems += _failed(f"topic {topic}", future, timeout_s)
-    return problems
-
-
-def _failed(what: str, future: Future[None], timeout_s: float) -> list[str]:
-    try:
-        future.result(timeout=timeout_s)
-    except KafkaException as exc:
-        return [f"{what}: {exc}"]
-    return []
+    return forget_on_broker(stage.bootstrap, app_ids=[stage.app_id], timeout_s=timeout_s)
