@@ -63,6 +63,7 @@ from sdlcflow.identity import (
     generate_key_pair,
     issue_credential,
 )
+from sdlcflow.infra.topics import forgotten_at_exit
 from sdlcflow.settings import Settings
 from sdlcflow.streams.producer import EventPublisher
 from sdlcflow.streams.topics import CHANGE_REQUESTS, COORDINATOR
@@ -294,14 +295,17 @@ def processors(
     bootstrap: str, prefix: str, args: argparse.Namespace, env: dict[str, str]
 ) -> Iterator[int]:
     """`sdlcflow run processors` (one faust worker, a fresh app id and data dir); its pid."""
-    with tempfile.TemporaryDirectory(prefix="bench-rt-") as tmp:
+    with (
+        forgotten_at_exit(bootstrap) as footprint,
+        tempfile.TemporaryDirectory(prefix="bench-rt-") as tmp,
+    ):
         workdir = Path(tmp)
         trust = workdir / "trusted-issuers.json"
         trust.write_text(json.dumps({args.issuer.key_id: args.issuer.public_key_b64}))
         procs = ProcessSet(workdir)
         argv = [
             "-m", "sdlcflow.cli", "run", "processors", "--from-end",
-            "--app-id", f"{prefix.rstrip('/')}-coordinator",
+            "--app-id", footprint.app(f"{prefix.rstrip('/')}-coordinator"),
             "--data-dir", str(workdir / "processors"), "--trusted-issuers", str(trust),
             "--repos", f"{prefix}*", "--loglevel", "warning",
         ]  # fmt: skip
@@ -338,10 +342,13 @@ async def run_worker(
     prefix = f"bench-rt-{uuid.uuid4().hex[:8]}/"
     phases = []
     serve = COORDINATORS[args.coordinator]
-    with serve(bootstrap, prefix, args, overrides[2]) as coordinator_pid:
+    with (
+        forgotten_at_exit(bootstrap) as footprint,
+        serve(bootstrap, prefix, args, overrides[2]) as coordinator_pid,
+    ):
         worker = Worker(
             [noop_lint, noop_test], bootstrap=bootstrap, identity=identity,
-            concurrency=args.concurrency, group_id=f"bench-{uuid.uuid4().hex[:8]}",
+            concurrency=args.concurrency, group_id=footprint.group(f"bench-{uuid.uuid4().hex[:8]}"),
             repos=(f"{prefix}*",), producer_config=overrides[0],
             consumer_config={"auto.offset.reset": "latest", **overrides[1]}, record_hops=True,
         )  # fmt: skip

@@ -53,6 +53,7 @@ from sdlcflow.core.decider import CoreConfig, handle
 from sdlcflow.core.events import ActorScope, Event
 from sdlcflow.core.state import RepoState, TaskStatus
 from sdlcflow.demo.watch import end_offsets, start_group_at_end
+from sdlcflow.infra.topics import BrokerFootprint, forgotten_at_exit
 from sdlcflow.processors.config import ProcessorConfig, StoreKind
 from sdlcflow.processors.engine import INPUT_TOPICS, CoordinatorEngine, Inbound
 from sdlcflow.processors.shell import core_config
@@ -279,8 +280,15 @@ def _rates(
 class Worker:
     """`sdlcflow run processors` serving `<prefix>*` only, in its own app id and data dir."""
 
-    def __init__(self, bootstrap: str, prefix: str, issuer: TestIssuer, workdir: Path) -> None:
-        self.app_id = f"bench-coord-{uuid.uuid4().hex[:8]}"
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        issuer: TestIssuer,
+        workdir: Path,
+        footprint: BrokerFootprint,
+    ) -> None:
+        self.app_id = footprint.app(f"bench-coord-{uuid.uuid4().hex[:8]}")
         start_group_at_end(bootstrap, self.app_id, INPUT_TOPICS)
         trust = issuer.write_trust_file(workdir / "trusted-issuers.json")
         self.log = workdir / "coordinator.log"
@@ -564,8 +572,11 @@ def main() -> int:
         f"{engine['decisions_per_s']:>9,.0f} decisions/s"
     )
     codec = EventCodec()
-    with tempfile.TemporaryDirectory(prefix="coordinator-bench-") as tmp:
-        worker = Worker(bootstrap, prefix, issuer, Path(tmp))
+    with (
+        forgotten_at_exit(bootstrap) as footprint,
+        tempfile.TemporaryDirectory(prefix="coordinator-bench-") as tmp,
+    ):
+        worker = Worker(bootstrap, prefix, issuer, Path(tmp), footprint)
         counter = DecisionCounter(bootstrap, prefix)
         try:
             with EventPublisher(bootstrap) as publisher:

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sdlcflow.bench.machine import describe_machine
 from sdlcflow.chaos.processes import Children
 from sdlcflow.core.events import ChangePlanned
+from sdlcflow.infra.topics import forgotten_at_exit
 from sdlcflow.processors.testing import TestIssuer, change_request
 from sdlcflow.settings import Settings
 from sdlcflow.streams.codec import DecodeError
@@ -97,11 +98,14 @@ def measure(session_timeout_s: int, rounds: int, settings: Settings) -> list[flo
     """Restart -> first plan, in seconds, for each round under one session timeout."""
     run_id = uuid.uuid4().hex[:8]
     repo = f"restart-{run_id}/web"
-    with tempfile.TemporaryDirectory(prefix="restart-bench-") as scratch:
+    with (
+        forgotten_at_exit(settings.kafka_bootstrap) as footprint,
+        tempfile.TemporaryDirectory(prefix="restart-bench-") as scratch,
+    ):
         work = Path(scratch)
         trust = TestIssuer.new().write_trust_file(work / "trusted-issuers.json")
         args = [
-            "run", "processors", "--app-id", f"restart-bench-{run_id}",
+            "run", "processors", "--app-id", footprint.app(f"restart-bench-{run_id}"),
             "--data-dir", str(work / "processors"), "--store", "rocksdb", "--from-end",
             "--repos", f"restart-{run_id}/*", "--trusted-issuers", str(trust),
             "--loglevel", "warning",

@@ -20,6 +20,7 @@ from sdlcflow.infra.cassandra_node import cluster_for
 from sdlcflow.infra.errors import InfraError
 from sdlcflow.infra.testing import SessionServers, servers_for_tests
 from sdlcflow.infra.testing import unique_name as _unique_name
+from sdlcflow.infra.topics import BrokerFootprint, forgotten_at_exit
 from sdlcflow.settings import Settings
 
 _NO_SERVERS = "integration tests need real Kafka and Cassandra, and they could not be had:"
@@ -52,6 +53,14 @@ def kafka_bootstrap(settings: Settings) -> str:
 def admin(kafka_bootstrap: str) -> AdminClient:
     """A confluent-kafka AdminClient on the session's broker."""
     return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+@pytest.fixture
+def footprint(kafka_bootstrap: str) -> Iterator[BrokerFootprint]:
+    """Names the topics, groups and faust app ids a test makes; they are deleted from the shared
+    broker after the test (fixtures that stop the test's processes end first)."""
+    with forgotten_at_exit(kafka_bootstrap) as made:
+        yield made
 
 
 @pytest.fixture(scope="session")

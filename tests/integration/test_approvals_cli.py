@@ -24,6 +24,7 @@ from sdlcflow.core import events as ev
 from sdlcflow.core.events import Actor, ActorKind, VerifiedState
 from sdlcflow.gitops.sample import SampleRepo
 from sdlcflow.identity import KeyPair, generate_key_pair
+from sdlcflow.infra.topics import BrokerFootprint
 
 pytestmark = pytest.mark.integration
 APPROVAL = "chg-1/approval"
@@ -63,11 +64,15 @@ class Stage:
 
 @pytest.fixture
 def stage(
-    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[[str], str]
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    footprint: BrokerFootprint,
 ) -> Iterator[Stage]:
     prefix = unique_name("approvals")
     repo = f"acme/{prefix}"
-    coordinator, agent_events = f"{prefix}.coordinator", f"{prefix}.agent-events"
+    coordinator = footprint.topic(f"{prefix}.coordinator")
+    agent_events = footprint.topic(f"{prefix}.agent-events")
     create_private_topics(kafka_bootstrap, coordinator, agent_events)
     sample = SampleRepo.create(tmp_path / "git")
     head = sample.commit(sample.main, "bump", {"requirements.txt": b"pyjwt==3.0.0\n"})

@@ -28,6 +28,7 @@ from sdlcflow.core.events import Event
 from sdlcflow.demo.services import Services
 from sdlcflow.demo.watch import LogWatch, Match, end_offsets, start_group_at_end
 from sdlcflow.gitops.sample import SampleRepo
+from sdlcflow.infra.topics import forgotten_at_exit
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.processors.testing import SignedActor, TestIssuer, change_request
 from sdlcflow.streams.producer import EventPublisher
@@ -60,9 +61,9 @@ def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
     issuer = TestIssuer.new()
     trust = issuer.write_trust_file(root / "trusted-issuers.json")
     tag = uuid.uuid4().hex[:8]
-    app_id = f"test-approvals-{tag}"
-    start_group_at_end(kafka_bootstrap, app_id, INPUT_TOPICS)
-    with Services(root / "logs", {}) as services:
+    with forgotten_at_exit(kafka_bootstrap) as footprint, Services(root / "logs", {}) as services:
+        app_id = footprint.app(f"test-approvals-{tag}")
+        start_group_at_end(kafka_bootstrap, app_id, INPUT_TOPICS)
         services.start_cli(
             app_id,
             [

@@ -28,6 +28,7 @@ from sdlcflow.core import events as ev
 from sdlcflow.core.events import Actor, ActorKind, Event, VerifiedState
 from sdlcflow.gitops.sample import SampleRepo
 from sdlcflow.identity import KeyPair, generate_key_pair
+from sdlcflow.infra.topics import BrokerFootprint
 from sdlcflow.streams.wire import EventCodec
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -90,11 +91,15 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout_s: float 
 
 @pytest.fixture
 def served(
-    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[[str], str]
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    footprint: BrokerFootprint,
 ) -> Iterator[Served]:
     prefix = unique_name("console")
     repo = f"acme/{prefix}"
-    coordinator, agent_events = f"{prefix}.coordinator", f"{prefix}.agent-events"
+    coordinator = footprint.topic(f"{prefix}.coordinator")
+    agent_events = footprint.topic(f"{prefix}.agent-events")
     create_private_topics(kafka_bootstrap, coordinator, agent_events)
     sample = SampleRepo.create(tmp_path / "git")
     head = sample.commit(

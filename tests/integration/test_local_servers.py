@@ -21,6 +21,7 @@ from confluent_kafka.cimpl import NewTopic
 from sdlcflow.cli import cli
 from sdlcflow.infra import local
 from sdlcflow.infra.errors import PortTaken, ServerDied
+from sdlcflow.infra.topics import BrokerFootprint
 from sdlcflow.settings import Settings
 from sdlcflow.streams.topics import catalog
 
@@ -50,9 +51,13 @@ class TestBroker:
     """The broker stores and hands back raw bytes on a topic created through the admin API."""
 
     def test_bytes_produced_to_a_new_topic_are_consumed_back_unchanged(
-        self, kafka_bootstrap: str, admin: AdminClient, unique_name: Callable[[str], str]
+        self,
+        kafka_bootstrap: str,
+        admin: AdminClient,
+        unique_name: Callable[[str], str],
+        footprint: BrokerFootprint,
     ) -> None:
-        topic = unique_name("raw")
+        topic = footprint.topic(unique_name("raw"))
         admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[
             topic
         ].result(timeout=30)
@@ -62,7 +67,8 @@ class TestBroker:
             producer.produce(topic, key=b"repo-a", value=payload)
         assert producer.flush(30) == 0
 
-        received = _consume(kafka_bootstrap, topic, unique_name("group"), len(payloads), 60)
+        group = footprint.group(unique_name("group"))
+        received = _consume(kafka_bootstrap, topic, group, len(payloads), 60)
 
         # one key -> one partition -> the order is kept
         assert received == payloads

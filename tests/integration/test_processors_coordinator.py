@@ -28,6 +28,7 @@ from sdlcflow.core import events as ev
 from sdlcflow.core.events import Event
 from sdlcflow.demo.services import Service, Services
 from sdlcflow.demo.watch import LogWatch, Match, start_group_at_end
+from sdlcflow.infra.topics import forgotten_at_exit
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.processors.testing import SignedActor, TestIssuer, change_request
 from sdlcflow.settings import Settings
@@ -111,11 +112,14 @@ def coordinator_factory(
     tmp_path = tmp_path_factory.mktemp("coordinators")
     issuer = TestIssuer.new()
     trust = issuer.write_trust_file(tmp_path / "trusted-issuers.json")
-    with Services(tmp_path / "logs", {}) as services:
+    with (
+        forgotten_at_exit(kafka_bootstrap) as footprint,
+        Services(tmp_path / "logs", {}) as services,
+    ):
 
         def start(*options: str, prefix: str | None = None) -> Coordinator:
             tag = uuid.uuid4().hex[:8]
-            app_id = f"test-proc-{tag}"
+            app_id = footprint.app(f"test-proc-{tag}")
             if "--from-end" not in options:
                 start_group_at_end(kafka_bootstrap, app_id, INPUT_TOPICS)
             coordinator = Coordinator(

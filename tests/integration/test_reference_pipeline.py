@@ -29,6 +29,7 @@ from sdlcflow.demo.services import Services
 from sdlcflow.demo.watch import LogWatch, Match, start_group_at_end
 from sdlcflow.gitops import branch_head
 from sdlcflow.gitops.sample import SampleRepo
+from sdlcflow.infra.topics import BrokerFootprint
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.processors.testing import TestIssuer
 from sdlcflow.streams.producer import ChangeRequestProducer, ChangeSpec, EventPublisher
@@ -51,7 +52,10 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline(
-    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    footprint: BrokerFootprint,
 ) -> Iterator[Pipeline]:
     """A sample repository, the bindings configured for it, and a coordinator subprocess."""
     repo = f"acme/login-{uuid.uuid4().hex[:8]}"
@@ -66,7 +70,7 @@ def pipeline(
         monkeypatch.setenv(name, value)  # the in-process agents read these per task
     issuer = TestIssuer.new()
     trust = issuer.write_trust_file(tmp_path / "trusted-issuers.json")
-    app_id = f"test-pipeline-{uuid.uuid4().hex[:8]}"
+    app_id = footprint.app(f"test-pipeline-{uuid.uuid4().hex[:8]}")
     start_group_at_end(kafka_bootstrap, app_id, INPUT_TOPICS)
     with Services(tmp_path / "logs", env) as services:
         services.start_cli(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fastavro import schemaless_writer
 
 from sdlcflow.core.events import Actor, ActorKind, Event
+from sdlcflow.infra.topics import BrokerFootprint
 from sdlcflow.streams.codec import HEADER, Codec, DecodeReason
 from sdlcflow.streams.consumer import Delivery, EventConsumer, InvalidEvent
 from sdlcflow.streams.deadletter import HANDLER_INVALID, MessageDeadLettered
@@ -29,20 +30,18 @@ MAX_BYTES = 2048
 
 
 @pytest.fixture
-def topics(admin: AdminClient, unique_name: Callable[[str], str]) -> Iterator[Callable[[], str]]:
-    """Creates fresh 3-partition topics and deletes them afterwards."""
-    created: list[str] = []
+def topics(
+    admin: AdminClient, unique_name: Callable[[str], str], footprint: BrokerFootprint
+) -> Callable[[], str]:
+    """Creates fresh 3-partition topics, deleted after the test."""
 
     def make() -> str:
-        name = unique_name("wire")
+        name = footprint.topic(unique_name("wire"))
         for future in admin.create_topics([NewTopic(name, 3, 1)], operation_timeout=30).values():
             future.result(timeout=60)
-        created.append(name)
         return name
 
-    yield make
-    if created:
-        admin.delete_topics(created, operation_timeout=30)
+    return make
 
 
 def _codec() -> EventCodec:

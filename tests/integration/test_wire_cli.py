@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from sdlcflow.cli import cli
 from sdlcflow.core.events import Actor, ActorKind
+from sdlcflow.infra.topics import BrokerFootprint
 from sdlcflow.streams.codec import DecodeReason
 from sdlcflow.streams.deadletter import MessageDeadLettered, dead_letter_event
 from sdlcflow.streams.producer import EventPublisher
@@ -149,12 +150,11 @@ class TestSubmitAndTail:
 
 
 @pytest.fixture
-def topic(admin: AdminClient, unique_name: Callable[[str], str]) -> Iterator[str]:
-    name = unique_name("wire_cli")
+def topic(admin: AdminClient, unique_name: Callable[[str], str], footprint: BrokerFootprint) -> str:
+    name = footprint.topic(unique_name("wire_cli"))
     for future in admin.create_topics([NewTopic(name, 1, 1)], operation_timeout=30).values():
         future.result(timeout=60)
-    yield name
-    admin.delete_topics([name], operation_timeout=30)
+    return name
 
 
 def _tail_from_beginning(bootstrap: str, topic: str) -> str:

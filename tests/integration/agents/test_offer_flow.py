@@ -25,7 +25,7 @@ from sdlcflow.agents import task_contract
 from sdlcflow.agents._transport import OfferBatch, OfferConsumer, Partitions
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
-from sdlcflow.infra.topics import ensure_topics
+from sdlcflow.infra.topics import BrokerFootprint, ensure_topics
 from sdlcflow.streams.consumer import Delivery
 from sdlcflow.streams.topics import TopicSpec
 from sdlcflow.streams.wire import EventCodec
@@ -73,8 +73,8 @@ class _Agent:
 
 
 @pytest.fixture
-def topic(kafka_bootstrap: str) -> str:
-    name = f"test-offer-flow-{uuid.uuid4().hex[:8]}"
+def topic(kafka_bootstrap: str, footprint: BrokerFootprint) -> str:
+    name = footprint.topic(f"test-offer-flow-{uuid.uuid4().hex[:8]}")
     ensure_topics(AdminClient({"bootstrap.servers": kafka_bootstrap}),
                   [TopicSpec(name, PARTITIONS, {})])  # fmt: skip
     return name
@@ -107,10 +107,10 @@ class TestOfferReadAhead:
     offer order as slots free, and resumes once half the backlog is worked off."""
 
     def test_offers_beyond_the_free_slots_are_read_ahead_until_the_backlog_is_full(
-        self, kafka_bootstrap: str, topic: str, producer: Producer
+        self, kafka_bootstrap: str, topic: str, producer: Producer, footprint: BrokerFootprint
     ) -> None:
-        agent = _Agent(kafka_bootstrap, topic, f"test-offer-flow-{uuid.uuid4().hex[:8]}",
-                       release_on_revoke=False, backlog=4)  # fmt: skip
+        group = footprint.group(f"test-offer-flow-{uuid.uuid4().hex[:8]}")
+        agent = _Agent(kafka_bootstrap, topic, group, release_on_revoke=False, backlog=4)
         consumer = agent.consumer
         consumer.start()
         try:
@@ -143,9 +143,9 @@ class TestOfferFlowAcrossARebalance:
     """A partition that stays with a paused consumer is resumed once a slot frees."""
 
     def test_an_agent_paused_through_a_rebalance_takes_offers_again_when_its_slot_frees(
-        self, kafka_bootstrap: str, topic: str, producer: Producer
+        self, kafka_bootstrap: str, topic: str, producer: Producer, footprint: BrokerFootprint
     ) -> None:
-        group = f"test-offer-flow-{uuid.uuid4().hex[:8]}"
+        group = footprint.group(f"test-offer-flow-{uuid.uuid4().hex[:8]}")
         first = _Agent(kafka_bootstrap, topic, group, release_on_revoke=True)
         second = _Agent(kafka_bootstrap, topic, group, release_on_revoke=False)
         first.consumer.start()

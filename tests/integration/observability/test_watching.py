@@ -40,6 +40,7 @@ from sdlcflow.core.events import ActorKind, PolicyDecision
 from sdlcflow.demo.services import Services
 from sdlcflow.demo.stage import audited_topics
 from sdlcflow.demo.watch import start_group_at_end
+from sdlcflow.infra.topics import BrokerFootprint, forgotten_at_exit
 from sdlcflow.observability import spans
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.processors.testing import TestIssuer
@@ -147,14 +148,15 @@ def run(
 ) -> Iterator[Run]:
     tmp = tmp_path_factory.mktemp("watching")
     tag = uuid.uuid4().hex[:8]
-    app_id, group = f"test-obs-{tag}", f"test-obs-audit-{tag}"
     issuer = TestIssuer.new()
     trust = issuer.write_trust_file(tmp / "trusted-issuers.json")
-    start_group_at_end(kafka_bootstrap, app_id, INPUT_TOPICS)
-    start_group_at_end(kafka_bootstrap, group, audited_topics(kafka_bootstrap))
     processors_port, audit_port = free_port(), free_port()
     env = {"SDLCFLOW_KAFKA_BOOTSTRAP": kafka_bootstrap}
-    with Services(tmp / "logs", env) as services:
+    with forgotten_at_exit(kafka_bootstrap) as footprint, Services(tmp / "logs", env) as services:
+        app_id = footprint.app(f"test-obs-{tag}")
+        group = footprint.group(f"test-obs-audit-{tag}")
+        start_group_at_end(kafka_bootstrap, app_id, INPUT_TOPICS)
+        start_group_at_end(kafka_bootstrap, group, audited_topics(kafka_bootstrap))
         services.start_cli(
             "processors",
             [
@@ -176,7 +178,7 @@ def run(
 
 
 @pytest.fixture
-async def agents(run: Run) -> AsyncIterator[InMemorySpanExporter]:
+async def agents(run: Run, footprint: BrokerFootprint) -> AsyncIterator[InMemorySpanExporter]:
     """SDK agents of the run's repositories, recording spans in memory."""
     exporter = InMemorySpanExporter()
     spans.configure("sdlcflow-agent", exporter)
@@ -184,7 +186,7 @@ async def agents(run: Run) -> AsyncIterator[InMemorySpanExporter]:
         "obs-agent", kind=ActorKind.AGENT, capabilities=CAPABILITIES, repos=(f"{run.prefix}*",),
         issued_at=int(time.time() * 1000) - 1_000,
     )  # fmt: skip
-    group = f"test-obs-agents-{uuid.uuid4().hex[:8]}"
+    group = footprint.group(f"test-obs-agents-{uuid.uuid4().hex[:8]}")
     start_group_at_end(run.bootstrap, group, [task_topic(c) for c in CAPABILITIES])
     worker = Worker(
         _agents(), repos=[f"{run.prefix}*"], bootstrap=run.bootstrap, group_id=group, concurrency=4,

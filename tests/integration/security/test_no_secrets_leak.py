@@ -35,6 +35,7 @@ from sdlcflow.demo.services import Services
 from sdlcflow.demo.watch import LogWatch, end_offsets, start_group_at_end
 from sdlcflow.gitops.sample import SampleRepo
 from sdlcflow.identity.keys import private_key_pem
+from sdlcflow.infra.topics import BrokerFootprint
 from sdlcflow.processors.engine import INPUT_TOPICS
 from sdlcflow.processors.testing import SignedActor, TestIssuer
 from sdlcflow.settings import Settings
@@ -82,7 +83,10 @@ class Run:
 
 @pytest.fixture
 def run(
-    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    footprint: BrokerFootprint,
 ) -> Iterator[tuple[Run, Services, SampleRepo]]:
     secret = f"canary-{uuid.uuid4().hex}"
     repo = f"acme/secrets-{uuid.uuid4().hex[:8]}"
@@ -97,7 +101,7 @@ def run(
         monkeypatch.setenv(name, value)
     issuer = TestIssuer.new()
     trust = issuer.write_trust_file(tmp_path / "trusted-issuers.json")
-    app_id = f"test-secrets-{uuid.uuid4().hex[:8]}"
+    app_id = footprint.app(f"test-secrets-{uuid.uuid4().hex[:8]}")
     start_group_at_end(kafka_bootstrap, app_id, INPUT_TOPICS)
     with Services(tmp_path / "logs", env) as services:
         services.start_cli(
