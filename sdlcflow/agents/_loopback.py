@@ -27,6 +27,7 @@ from sdlcflow.processors.trust import CredentialGate, TrustedIssuers
 from sdlcflow.streams.consumer import message_headers, message_timestamp
 from sdlcflow.streams.producer import producer_config
 from sdlcflow.streams.topics import TICKS
+from sdlcflow.streams.transient import DEADLINE_S, watermarks
 from sdlcflow.streams.wire import EventCodec
 from sdlcflow.tracing import new_trace_id
 
@@ -91,11 +92,12 @@ class LoopbackCoordinator:
     def start(self) -> None:
         """Position at the end of every input topic, then serve in a background thread."""
         assignment = []
+        deadline = time.monotonic() + DEADLINE_S
         for topic in INPUT_TOPICS:
             metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
             for partition in sorted(metadata.partitions):
-                _, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10
+                _, high = watermarks(
+                    self._consumer, TopicPartition(topic, partition), deadline=deadline
                 )
                 assignment.append(TopicPartition(topic, partition, high))
                 if topic == TICKS:

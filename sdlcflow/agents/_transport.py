@@ -33,6 +33,7 @@ import logging
 import queue
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from confluent_kafka import (
 
 from sdlcflow.agents._errors import AgentError
 from sdlcflow.core.events import Event
+from sdlcflow.streams import transient
 from sdlcflow.streams.consumer import Delivery, Refusal, decode_message
 from sdlcflow.streams.producer import DeliveryError, producer_config, trace_headers
 from sdlcflow.streams.wire import EventCodec, record_name
@@ -445,6 +447,7 @@ class TaskFollower:
         """Assign every partition at its current end, then start reading (synchronously
         positioned, so no decision made after this returns can be missed)."""
         assignment = []
+        deadline = time.monotonic() + transient.DEADLINE_S
         for name in self._topics:
             metadata = self._consumer.list_topics(name, timeout=METADATA_TIMEOUT_S)
             topic = metadata.topics.get(name)
@@ -454,8 +457,8 @@ class TaskFollower:
                     "`sdlcflow up`"
                 )
             for partition in sorted(topic.partitions):
-                _low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(name, partition), timeout=METADATA_TIMEOUT_S
+                _low, high = transient.watermarks(
+                    self._consumer, TopicPartition(name, partition), deadline=deadline
                 )
                 assignment.append(
                     TopicPartition(name, partition, high if high >= 0 else OFFSET_END)

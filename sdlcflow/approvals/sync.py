@@ -19,6 +19,7 @@ from sdlcflow.core.events import Event
 from sdlcflow.errors import SdlcflowError
 from sdlcflow.streams.codec import DecodeError
 from sdlcflow.streams.topics import COORDINATOR
+from sdlcflow.streams.transient import watermarks
 from sdlcflow.streams.wire import EventCodec
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,7 @@ def _catch_up(
     ends: dict[int, int] = {}
     assignment = []
     for partition in sorted(described.partitions):
-        low, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=timeout_s
-        )
+        low, high = watermarks(consumer, TopicPartition(topic, partition), deadline=deadline)
         start = max(done.get(partition, low), low)
         if start < high:
             ends[partition] = high

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
-
 from sdlcflow.bench.baseline_system import BaselineSystem
 from sdlcflow.bench.limit import LimitRun
 from sdlcflow.bench.load import LoadGenerator, LoadSpec
@@ -34,9 +32,9 @@ from sdlcflow.bench.policy_rates import policy_rates
 from sdlcflow.bench.processes import ProcessSet
 from sdlcflow.bench.sdlcflow_system import SdlcflowSystem
 from sdlcflow.bench.stats import compare
-from sdlcflow.demo.watch import end_offsets
 from sdlcflow.infra.local import start_server, stop_server
 from sdlcflow.infra.topics import ensure_topics
+from sdlcflow.processors.positions import end_offsets
 from sdlcflow.settings import Settings
 from sdlcflow.streams.topics import catalog
 
@@ -221,20 +219,9 @@ class PrivateKafka:
         start_server(self.settings, "kafka", timeout_s=180)
         specs = catalog(self.settings.partitions)
         ensure_topics(_admin(self.settings), specs, timeout_s=120)
-        self._wait_offsets([spec.name for spec in specs], timeout_s=120)
+        # a fresh node answers metadata before every partition serves offsets: wait for that
+        end_offsets(self.settings.kafka_bootstrap, [s.name for s in specs], deadline_s=120)
         return self.settings
-
-    def _wait_offsets(self, topics: list[str], timeout_s: float) -> None:
-        """A fresh node answers metadata before every partition serves offsets: wait for that."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                end_offsets(self.settings.kafka_bootstrap, topics)
-                return
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1.0)
 
     def __exit__(self, *_exc: object) -> None:
         stop_server(self.settings, "kafka")

@@ -22,6 +22,7 @@ from sdlcflow.audit.sink import is_audited
 from sdlcflow.core.events import Event
 from sdlcflow.streams.codec import DecodeError
 from sdlcflow.streams.topics import COORDINATOR
+from sdlcflow.streams.transient import DEADLINE_S, watermarks
 from sdlcflow.streams.wire import EventCodec
 
 _TIMEOUT_S = 30.0
@@ -71,10 +72,11 @@ def read_records(bootstrap: str, topics: list[str]) -> Iterator[Message]:
         metadata = consumer.list_topics(timeout=_TIMEOUT_S).topics
         ends: dict[tuple[str, int], int] = {}
         starts = []
+        deadline = time.monotonic() + DEADLINE_S
         for topic in topics:
             for partition in sorted(metadata[topic].partitions) if topic in metadata else []:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=_TIMEOUT_S
+                low, high = watermarks(
+                    consumer, TopicPartition(topic, partition), deadline=deadline
                 )
                 if high > low:
                     ends[(topic, partition)] = high

@@ -16,6 +16,7 @@ as `behind`). A value that no prefix of the log rebuilds is a difference.
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from sdlcflow.processors.engine import TICK_REPO_PREFIX
 from sdlcflow.processors.storage import state_plain
 from sdlcflow.streams.codec import DecodeError
 from sdlcflow.streams.topics import COORDINATOR
+from sdlcflow.streams.transient import DEADLINE_S, watermarks
 from sdlcflow.streams.wire import EventCodec
 
 
@@ -72,8 +74,9 @@ def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[bytes | None, bytes
     try:
         metadata = consumer.list_topics(topic, timeout=30)
         partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
+        deadline = time.monotonic() + DEADLINE_S
         for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            low, high = watermarks(consumer, TopicPartition(topic, partition), deadline=deadline)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topic, partition, low)])

@@ -20,6 +20,7 @@ from sdlcflow.errors import SdlcflowError
 from sdlcflow.streams.consumer import Delivery, Refusal, decode_message, unique_group
 from sdlcflow.streams.deadletter import MessageDeadLettered
 from sdlcflow.streams.producer import ChangeRequestProducer, ChangeSpec, EventPublisher
+from sdlcflow.streams.transient import DEADLINE_S, watermarks
 from sdlcflow.streams.wire import EventCodec
 
 _BOOTSTRAP = click.option(
@@ -229,8 +230,9 @@ class _Ready:
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not self.from_beginning:
+            deadline = time.monotonic() + DEADLINE_S
             for partition in partitions:
-                _low, high = consumer.get_watermark_offsets(partition, timeout=10.0)
+                _low, high = watermarks(consumer, partition, deadline=deadline)
                 partition.offset = high
         consumer.assign(partitions)
         where = "the beginning" if self.from_beginning else "the end"
