@@ -39,6 +39,7 @@ from sdlcflow.settings import Settings
 from sdlcflow.streams.codec import DecodeError
 from sdlcflow.streams.producer import EventPublisher
 from sdlcflow.streams.topics import CHANGE_REQUESTS, COORDINATOR
+from sdlcflow.streams.transient import DEADLINE_S, watermarks
 from sdlcflow.streams.wire import EventCodec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "coordinator_restart_bench.json"
@@ -57,10 +58,10 @@ class PlanWatcher:
             }
         )
         ends = []
+        deadline = time.monotonic() + DEADLINE_S
         for partition in range(partitions):
-            _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(COORDINATOR, partition), timeout=30
-            )
+            where = TopicPartition(COORDINATOR, partition)
+            _low, high = watermarks(self._consumer, where, deadline=deadline)
             ends.append(TopicPartition(COORDINATOR, partition, high))
         self._consumer.assign(ends)
         self._codec = EventCodec()
