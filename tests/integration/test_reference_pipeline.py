@@ -48,6 +48,7 @@ class Pipeline:
     data_dir: Path
     issuer: TestIssuer
     services: Services
+    footprint: BrokerFootprint
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def pipeline(
             ],
             {"SDLCFLOW_PROCESSORS_REPOS": repo},
         )
-        yield Pipeline(repo, sample, data_dir, issuer, services)
+        yield Pipeline(repo, sample, data_dir, issuer, services, footprint)
 
 
 def reference_worker(bootstrap: str, pipeline: Pipeline) -> Worker:
@@ -106,7 +107,7 @@ def reference_worker(bootstrap: str, pipeline: Pipeline) -> Worker:
         environments=("staging", "prod"),
         issued_at=now_ms() - 1_000,
     )
-    group = f"test-pipeline-agents-{uuid.uuid4().hex[:8]}"
+    group = pipeline.footprint.group(f"test-pipeline-agents-{uuid.uuid4().hex[:8]}")
     start_group_at_end(bootstrap, group, [task_topic(c) for c in capabilities])
     return Worker(
         list(REFERENCE_AGENTS.values()),

@@ -77,8 +77,16 @@ def _pem_body(pem: bytes) -> bytes:
 class Run:
     """What the test ran and where its traces are."""
 
-    def __init__(self, tmp_path: Path, repo: str, secret: str, issuer: TestIssuer) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        repo: str,
+        secret: str,
+        issuer: TestIssuer,
+        footprint: BrokerFootprint,
+    ) -> None:
         self.tmp_path, self.repo, self.secret, self.issuer = tmp_path, repo, secret, issuer
+        self.footprint = footprint
 
 
 @pytest.fixture
@@ -113,12 +121,12 @@ def run(
             ],
             {"SDLCFLOW_PROCESSORS_REPOS": repo},
         )
-        yield Run(tmp_path, repo, secret, issuer), services, sample
+        yield Run(tmp_path, repo, secret, issuer, footprint), services, sample
 
 
 def _worker(bootstrap: str, run: Run, signed: SignedActor) -> Worker:
     capabilities = tuple(sorted(REFERENCE_AGENTS))
-    group = f"test-secrets-agents-{uuid.uuid4().hex[:8]}"
+    group = run.footprint.group(f"test-secrets-agents-{uuid.uuid4().hex[:8]}")
     start_group_at_end(bootstrap, group, [task_topic(c) for c in capabilities])
     return Worker(
         list(REFERENCE_AGENTS.values()),
@@ -197,13 +205,15 @@ def _audit_rows(records: list[RawRecord]) -> list[str]:
 
 
 @contextmanager
-def _audit_sink(bootstrap: str, session: Session, keyspace: str) -> Iterator[AuditSink]:
+def _audit_sink(
+    bootstrap: str, session: Session, keyspace: str, footprint: BrokerFootprint
+) -> Iterator[AuditSink]:
     """A real audit sink in a new group placed at the end of every sdlcflow topic, so it
     stores what this run produces (and whatever else runs meanwhile: idempotent upserts)."""
     pattern = re.compile(topic_pattern())
     topics = [t for t in AdminClient({"bootstrap.servers": bootstrap}).list_topics(
         timeout=30).topics if pattern.match(t)]  # fmt: skip
-    group = f"test-secrets-sink-{uuid.uuid4().hex[:8]}"
+    group = footprint.group(f"test-secrets-sink-{uuid.uuid4().hex[:8]}")
     start_group_at_end(bootstrap, group, topics)
     sink = AuditSink(AuditStore(session, keyspace), bootstrap=bootstrap, group_id=group)
     thread = threading.Thread(target=lambda: sink.run(poll_timeout=0.2), daemon=True)
@@ -283,7 +293,7 @@ class TestNoSecretsLeak:
         ]
         starts = end_offsets(kafka_bootstrap, topics)
         started_ms = now_ms() - 60_000
-        sink = _audit_sink(kafka_bootstrap, cassandra_session, settings.keyspace)
+        sink = _audit_sink(kafka_bootstrap, cassandra_session, settings.keyspace, context.footprint)
         with sink, LogWatch(kafka_bootstrap, context.repo, topics=(COORDINATOR,)) as watch:
             async with _worker(kafka_bootstrap, context, signed):
                 with EventPublisher(kafka_bootstrap) as publisher:
