@@ -63,6 +63,10 @@ MAX_BATCH = 500  # messages handed to the loop at once
 # Offers read ahead of the free slots before the partitions are paused: enough to keep a busy
 # worker fed through the second a resumed fetch takes, small in memory (a few KB per offer).
 OFFER_BACKLOG = 2048
+# Messages held behind a waiting offer, per offer of backlog: on a topic shared with other
+# repositories' traffic most are skipped decisions, and they must not pile up without bound
+# while every slot is busy.
+HELD_PER_OFFER = 8
 METADATA_TIMEOUT_S = 10.0
 
 # The offer consumer pauses its partitions while every slot is busy. The broker answers a
@@ -245,6 +249,7 @@ class OfferConsumer:
     ) -> None:
         self._consumer = Consumer({**OFFER_CONSUMER_CONFIG, **config})
         self._backlog = backlog
+        self._held_cap = HELD_PER_OFFER * max(backlog, 1)
         self._skip = skip
         self._wanted_repo = wanted_repo
         self._topics = list(topics)
@@ -278,6 +283,11 @@ class OfferConsumer:
     def read_ahead(self) -> int:
         """Offers held beyond the free slots (read by the consumer thread)."""
         return self._held_offers
+
+    @property
+    def held_messages(self) -> int:
+        """Messages held in all, the skipped ones behind a waiting offer included."""
+        return len(self._held)
 
     @property
     def paused(self) -> bool:
@@ -319,12 +329,13 @@ class OfferConsumer:
             log.exception("offer consumer stopped")
 
     def _wants_more(self, free: int) -> bool:
-        """Whether to keep fetching: until the held offers fill the free slots and the backlog;
-        once paused, not before half the backlog is worked off (a resumed fetch is slow)."""
-        limit = free + self._backlog
+        """Whether to keep fetching: until the held offers fill the free slots and the backlog
+        (or the held messages their cap); once paused, not before half of both is worked off
+        (a resumed fetch is slow)."""
+        offers, messages = free + self._backlog, self._held_cap
         if self._paused:
-            limit -= self._backlog // 2
-        return self._held_offers < limit
+            offers, messages = offers - self._backlog // 2, messages // 2
+        return self._held_offers < offers and len(self._held) < messages
 
     def _poll_offers(self, free: int) -> OfferBatch:
         """Up to `free` offers (held ones first, then one within POLL_S, then what is
@@ -352,7 +363,7 @@ class OfferConsumer:
                     offers += takes_slot
             if (batch and offers >= free) or len(batch) >= MAX_BATCH:
                 break
-            if self._held_offers >= self._backlog:
+            if self._held_offers >= self._backlog or len(self._held) >= self._held_cap:
                 break
             message = self._consumer.poll(0)
         return batch

@@ -22,7 +22,14 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from sdlcflow.agents import task_contract
-from sdlcflow.agents._transport import OfferBatch, OfferConsumer, Partitions
+from sdlcflow.agents._transport import (
+    HELD_PER_OFFER,
+    OfferBatch,
+    OfferConsumer,
+    Partitions,
+    Skipped,
+    repo_matcher,
+)
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
 from sdlcflow.infra.topics import BrokerFootprint, ensure_topics
@@ -36,11 +43,11 @@ PARTITIONS = 4
 WAIT_S = 30.0
 
 
-def _offer(number: int) -> Event:
+def _offer(number: int, owner: str = "flow") -> Event:
     change_id = str(uuid.uuid4())
     envelope = Envelope(
         event_id=str(uuid.uuid4()), type="TaskOffered", occurred_at=int(time.time() * 1000),
-        repo=f"flow/repo-{number}", change_id=change_id, task_id=f"{change_id}/lint",
+        repo=f"{owner}/repo-{number}", change_id=change_id, task_id=f"{change_id}/lint",
         trace_id=uuid.uuid4().hex, causation_id=None, actor=Actor(ActorKind.COORDINATOR, "c"),
     )  # fmt: skip
     return Event(envelope, ev.TaskOffered(task_contract("lint"), 1, 1, ev.OfferReason.READY))
@@ -50,9 +57,16 @@ class _Agent:
     """One offer consumer with one slot; the test decides when the slot is released."""
 
     def __init__(
-        self, bootstrap: str, topic: str, group: str, release_on_revoke: bool, backlog: int = 0
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        release_on_revoke: bool,
+        backlog: int = 0,
+        repos: str = "flow/*",
     ) -> None:
         self.offers: list[Delivery] = []
+        self.skipped = 0
         self.got_offer = threading.Event()
         self.release_on_revoke = release_on_revoke
         self.consumer = OfferConsumer(
@@ -60,10 +74,12 @@ class _Agent:
                     "enable.auto.commit": False, "auto.offset.reset": "earliest"},
             topics=[topic], codec=EventCodec(), group_id=group, slots=1,
             deliver=self._deliver, revoked=self._revoked, backlog=backlog,
+            wanted_repo=repo_matcher((repos,)),
         )  # fmt: skip
 
     def _deliver(self, batch: OfferBatch) -> None:
         self.offers.extend(item for item in batch if isinstance(item, Delivery))
+        self.skipped += sum(isinstance(item, Skipped) for item in batch)
         self.got_offer.set()
 
     def _revoked(self, _partitions: Partitions) -> None:
@@ -87,8 +103,10 @@ def producer(kafka_bootstrap: str) -> Iterator[Producer]:
     producer.flush(10)
 
 
-def _produce(producer: Producer, topic: str, partition: int, number: int) -> None:
-    event = _offer(number)
+def _produce(
+    producer: Producer, topic: str, partition: int, number: int, owner: str = "flow"
+) -> None:
+    event = _offer(number, owner)
     producer.produce(topic, EventCodec().encode(event), event.envelope.repo.encode(),
                      partition=partition)  # fmt: skip
     producer.flush(10)
@@ -135,6 +153,30 @@ class TestOfferReadAhead:
 
             repos = [offer.event.envelope.repo for offer in agent.offers]
             assert repos == [f"flow/repo-{number}" for number in range(8)]
+        finally:
+            consumer.close()
+
+
+    def test_skipped_messages_held_behind_a_waiting_offer_are_capped(
+        self, kafka_bootstrap: str, topic: str, producer: Producer
+    ) -> None:
+        agent = _Agent(kafka_bootstrap, topic, f"test-offer-flow-{uuid.uuid4().hex[:8]}",
+                       release_on_revoke=False, backlog=2)  # fmt: skip
+        consumer = agent.consumer
+        cap = HELD_PER_OFFER * 2
+        consumer.start()
+        try:
+            for number in range(2):
+                _produce(producer, topic, 0, number)
+            for number in range(3 * cap):  # another agent group's repositories: skipped
+                _produce(producer, topic, 0, number, owner="elsewhere")
+            _wait(lambda: consumer.paused, "the pause once the held messages reach their cap")
+            assert consumer.held_messages == cap and consumer.read_ahead == 1
+
+            consumer.release_slot()
+            _wait(lambda: len(agent.offers) == 2 and agent.skipped == 3 * cap,
+                  "the held offer and every skipped message after it")  # fmt: skip
+            assert not consumer.paused and consumer.held_messages == 0
         finally:
             consumer.close()
 
