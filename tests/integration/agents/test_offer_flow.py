@@ -156,7 +156,6 @@ class TestOfferReadAhead:
         finally:
             consumer.close()
 
-
     def test_skipped_messages_held_behind_a_waiting_offer_are_capped(
         self, kafka_bootstrap: str, topic: str, producer: Producer
     ) -> None:
