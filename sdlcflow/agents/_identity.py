@@ -9,7 +9,6 @@ is re-read when it changes, so ops can renew a credential without restarting the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
@@ -19,6 +18,7 @@ from typing import Any
 
 from sdlcflow.agents._errors import IdentityError
 from sdlcflow.core.events import Actor, ActorKind, Envelope
+from sdlcflow.core.records import replace
 from sdlcflow.identity import (
     CredentialClaims,
     KeyFileError,
@@ -175,5 +175,5 @@ class AgentIdentity:
 
     def sign(self, envelope: Envelope, payload: Any) -> Envelope:
         """The envelope with this agent's credential and a signature over it and the payload."""
-        stamped = dataclasses.replace(envelope, credential=self.credential, signature=None)
-        return dataclasses.replace(stamped, signature=sign_event(stamped, payload, self.key))
+        stamped = replace(envelope, credential=self.credential, signature=None)
+        return replace(stamped, signature=sign_event(stamped, payload, self.key))

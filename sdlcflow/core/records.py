@@ -4,12 +4,15 @@ A frozen dataclass's generated `__init__` sets every field through `object.__set
 costs about three times as much as filling the instance dict. The core builds several such
 values for every decision (payloads, envelopes, task states), so `fast_init` swaps in an
 `__init__` with the same signature and defaults that fills `__dict__` in field order. Equality,
-hashing, `repr`, `dataclasses.replace` and freezing are unchanged.
+hashing, `repr`, `dataclasses.replace` and freezing are unchanged. `replace` and `updated`
+copy such a value with some fields changed the same way, without `dataclasses.replace`'s
+per-field walk and keyword call (a few µs each: a tenth of an agent's CPU went to it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -53,3 +56,19 @@ def fast_init(cls: type[T]) -> type[T]:
     init.__doc__ = "Fill the instance dict in field order (see sdlcflow.core.records)."
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def updated(obj: T, changes: Mapping[str, Any]) -> T:
+    """A copy of a plain frozen dataclass with some fields changed (the instance dict copied)."""
+    new = _new(type(obj))
+    _set(new, "__dict__", {**obj.__dict__, **changes})
+    return new
+
+
+def replace(obj: T, **changes: Any) -> T:
+    """A fast `dataclasses.replace` for plain frozen dataclasses (no __post_init__, no slots)."""
+    return updated(obj, changes)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from sdlcflow.core import events as ev
 from sdlcflow.core.codec import from_plain, to_plain
@@ -25,7 +25,8 @@ from sdlcflow.core.events import (
     TaskContract,
     VerifiedState,
 )
-from sdlcflow.core.records import fast_init
+from sdlcflow.core.records import fast_init, replace
+from sdlcflow.core.records import updated as _updated
 
 # How many closed change ids a repository remembers so a late duplicate of their request is
 # refused instead of re-planned.
@@ -152,14 +153,6 @@ class RepoState:
         return from_plain(cls, data)
 
 
-T = TypeVar("T")
-
-
-def replace(obj: T, **changes: Any) -> T:
-    """A fast `dataclasses.replace` for our frozen dataclasses (no __post_init__, no slots)."""
-    return _updated(obj, changes)
-
-
 def claim_keys(facts: ChangeFacts, tasks: tuple[TaskContract, ...]) -> tuple[str, ...]:
     """What a change may touch, as resource keys for conflict detection and resource leases."""
     keys: list[str] = []
@@ -194,9 +187,6 @@ def evolve(state: RepoState, event: Event) -> RepoState:
 # further (its time is unchanged) and one refused stays refused (epochs and lease ids never
 # come back), so the commonest input costs no bookkeeping.
 _SELF_IDEMPOTENT = frozenset({ev.LeaseExtended, ev.LeaseHeartbeatRejected})
-
-_new = object.__new__
-_set = object.__setattr__
 
 
 def _remember(before: RepoState, state: RepoState, envelope: ev.Envelope, cause: str) -> RepoState:
@@ -252,14 +242,6 @@ def _with_clock(before: RepoState, state: RepoState, at: int, repo: str) -> Repo
         return _updated(state, clock)
     state.__dict__.update(clock)
     return state
-
-
-def _updated(obj: T, changes: Mapping[str, Any]) -> T:
-    """A copy of a frozen dataclass with some fields changed (positional dict: no kwargs)."""
-    new = _new(type(obj))
-    fields = {**obj.__dict__, **changes}
-    _set(new, "__dict__", fields)
-    return new
 
 
 def _noop(state: RepoState, _event: Event) -> RepoState:
