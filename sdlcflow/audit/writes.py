@@ -1,9 +1,10 @@
 """Rows as Cassandra receives them, grouped into unlogged batches: pure, no I/O.
 
-An event's shared columns are serialised once (`sdlcflow.audit.cql`) and each of its rows
-picks the bytes of its columns, so a row is ready to send as it is built: binding a statement
-is placing bytes. Rows bound for the same replicas travel together as one unlogged batch (one
-request, applied by the coordinator without a second hop). Which rows share replicas is the
+An event's shared columns are serialised once (`sdlcflow.audit.cql`), each as a request
+carries a bound value (its length, then its bytes), and each of its rows joins the values of
+its columns into the bytes a batch message carries for it: sending a row is copying bytes.
+Rows bound for the same replicas travel together as one unlogged batch (one request, applied
+by the coordinator without a second hop). Which rows share replicas is the
 caller's `route` (the store asks the driver's token map); by default only rows of one
 partition of one table share a batch. A batch is cut before it would pass Cassandra's batch
 size limit.
@@ -11,6 +12,7 @@ size limit.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -28,6 +30,9 @@ MAX_BATCH_ROWS = 128
 _CELL_BYTES = 16
 _ROW_BYTES = 16
 _HOUR_MS = 3_600_000
+# a bound value in a request: its length (int), then its bytes; null is the length -1
+_LENGTH = struct.Struct(">i")
+_NULL_CELL = _LENGTH.pack(-1)
 
 # the bind marker of `USING TIMESTAMP ?`, last in every upsert (not a column)
 WRITE_TIMESTAMP = "[timestamp]"
@@ -39,7 +44,8 @@ Wire = bytes | None  # a value as the protocol carries it; None is null
 
 @dataclass(slots=True)
 class Row:
-    """One row for one table, serialised: its written columns' bytes, then the write timestamp.
+    """One row for one table, serialised: its written columns' values, then the write
+    timestamp, as a request carries them (`cells`: each value's length, then its bytes).
 
     Treated as immutable (not declared frozen: a frozen dataclass costs four times as much to
     build, and an event has about six rows). `partition` and `key` are serialised too, which
@@ -48,9 +54,29 @@ class Row:
 
     table: str
     partition: Wire | tuple[Wire, ...]  # one column's bytes, or a tuple of a composite key's
-    values: tuple[Wire, ...]
+    cells: bytes
     size: int
     key: tuple[Wire, ...] = ()  # the full primary key (partition + clustering)
+
+    @property
+    def values(self) -> tuple[Wire, ...]:
+        """The written values one by one, as `cells` carries them (for readers and tests)."""
+        return values_of(self.cells)
+
+
+def values_of(cells: bytes) -> tuple[Wire, ...]:
+    """The values of concatenated cells, in order."""
+    values: list[Wire] = []
+    at = 0
+    while at < len(cells):
+        (length,) = _LENGTH.unpack_from(cells, at)
+        at += 4
+        if length < 0:
+            values.append(None)
+        else:
+            values.append(cells[at : at + length])
+            at += length
+    return tuple(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +138,16 @@ def shared_columns(record: AuditRecord) -> dict[str, Wire]:
     }
 
 
-Pick = Callable[[Mapping[str, Wire]], Any]
+Pick = Callable[[Mapping[str, Any]], Any]
+
+
+def _cells(columns: Mapping[str, Wire]) -> dict[str, bytes]:
+    """Each column's value as a request carries it."""
+    pack = _LENGTH.pack
+    return {
+        name: _NULL_CELL if value is None else pack(len(value)) + value
+        for name, value in columns.items()
+    }
 
 
 def _picker(names: tuple[str, ...]) -> Pick:
@@ -130,24 +165,26 @@ def _tuple_picker(names: tuple[str, ...]) -> Pick:
 
 @dataclass(frozen=True)
 class _Layout:
-    """How one table's row is read out of an event's columns: written values, partition, key,
-    and the serialisers of the columns its placements supply."""
+    """How one table's row is read out of an event's columns: written values (as cells),
+    partition, key, the serialisers of the columns its placements supply, and what Cassandra
+    counts for a row beyond its values' bytes."""
 
-    values: Pick
+    cells: Pick
     partition: Pick
     key: Pick
     supplied: dict[str, cql.Serialize]
     whole_event: bool
+    overhead: int
 
     def with_extra(
         self, table: str, columns: dict[str, Wire], placement: Placement
     ) -> dict[str, Wire]:
-        """`columns` plus the placement's own, serialised; every one the table needs is given."""
+        """The placement's own columns, serialised; every one the table needs is given."""
         extra = dict(placement.extra)
         missing = [name for name in self.supplied if name not in extra]
         if missing:
             raise KeyError(f"{table} needs {missing} in its placement")
-        return columns | {
+        return {
             name: None if value is None else self.supplied[name](value)
             for name, value in extra.items()
         }
@@ -155,14 +192,18 @@ class _Layout:
 
 def _layout(spec: TableSpec) -> _Layout:
     shared = {name for name, _ in COMMON_COLUMNS} | set(_BUCKETS)
+    written = (*spec.written, WRITE_TIMESTAMP)
     return _Layout(
-        values=_picker((*spec.written, WRITE_TIMESTAMP)),
+        cells=_picker(written),
         partition=_picker(spec.partition_key),
         key=_tuple_picker(spec.partition_key + spec.clustering),
         supplied={
             name: cql.serializer(kind) for name, kind in spec.extra_columns if name not in shared
         },
         whole_event=spec.whole_event,
+        # Cassandra counts each cell's value plus _CELL_BYTES, and the row; a request carries
+        # each value after its 4-byte length
+        overhead=_ROW_BYTES + (_CELL_BYTES - _LENGTH.size) * len(written),
     )
 
 
@@ -175,21 +216,27 @@ def table_row(record: AuditRecord, placement: Placement) -> Row:
 
 
 def rows_of(record: AuditRecord, places: Iterable[Placement]) -> list[Row]:
-    """One row per placement; only the whole-event table carries the Avro bytes."""
+    """One row per placement; only the whole-event table carries the Avro bytes.
+
+    A row's size is what Cassandra counts against the batch limits (about): its values' bytes,
+    16 bytes per cell and 16 for the row.
+    """
     columns = shared_columns(record)
+    cells = _cells(columns)
     rows = []
+    join = b"".join
     for placement in places:
         table = placement.table
         layout = _LAYOUTS[table]
-        own = layout.with_extra(table, columns, placement) if layout.supplied else columns
-        values = layout.values(own)
-        rows.append(Row(table, layout.partition(own), values, _size(values), layout.key(own)))
+        own, own_cells = columns, cells
+        if layout.supplied:
+            extra = layout.with_extra(table, columns, placement)
+            own, own_cells = columns | extra, cells | _cells(extra)
+        body = join(layout.cells(own_cells))
+        rows.append(
+            Row(table, layout.partition(own), body, layout.overhead + len(body), layout.key(own))
+        )
     return rows
-
-
-def _size(values: tuple[Wire, ...]) -> int:
-    """A row's size as Cassandra counts it against the batch limits (about)."""
-    return _ROW_BYTES + _CELL_BYTES * len(values) + sum(map(len, filter(None, values)))
 
 
 def group_writes(
