@@ -4,10 +4,9 @@ An event's shared columns are serialised once (`sdlcflow.audit.cql`), each as a 
 carries a bound value (its length, then its bytes), and each of its rows joins the values of
 its columns into the bytes a batch message carries for it: sending a row is copying bytes.
 Rows bound for the same replicas travel together as one unlogged batch (one request, applied
-by the coordinator without a second hop). Which rows share replicas is the
-caller's `route` (the store asks the driver's token map); by default only rows of one
-partition of one table share a batch. A batch is cut before it would pass Cassandra's batch
-size limit.
+by the coordinator without a second hop). Which rows share replicas is the caller's `route`
+(the store asks the driver's token map); by default only rows of one partition of one table
+share a batch. A batch is cut before it would pass Cassandra's batch size limit.
 """
 
 from __future__ import annotations
@@ -176,9 +175,7 @@ class _Layout:
     whole_event: bool
     overhead: int
 
-    def with_extra(
-        self, table: str, columns: dict[str, Wire], placement: Placement
-    ) -> dict[str, Wire]:
+    def extra(self, table: str, placement: Placement) -> dict[str, Wire]:
         """The placement's own columns, serialised; every one the table needs is given."""
         extra = dict(placement.extra)
         missing = [name for name in self.supplied if name not in extra]
@@ -230,7 +227,7 @@ def rows_of(record: AuditRecord, places: Iterable[Placement]) -> list[Row]:
         layout = _LAYOUTS[table]
         own, own_cells = columns, cells
         if layout.supplied:
-            extra = layout.with_extra(table, columns, placement)
+            extra = layout.extra(table, placement)
             own, own_cells = columns | extra, cells | _cells(extra)
         body = join(layout.cells(own_cells))
         rows.append(

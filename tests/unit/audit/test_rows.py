@@ -310,6 +310,16 @@ class TestGroupWrites:
         assert all(w.events <= 3 for w in sized)
         assert sum(w.events for w in sized) == 10
 
+    @given(events())
+    @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+    def test_a_rows_size_is_its_values_bytes_and_sixteen_per_cell_and_row(
+        self, event: Event
+    ) -> None:
+        record = audit_record(event, b"\x00avro", Origin("sdlc.coordinator", 2, 7))
+        for row in rows_of(record, placements(event)):
+            values = row.values
+            assert row.size == 16 + 16 * len(values) + sum(len(v) for v in values if v)
+
     def test_a_row_repeated_in_one_poll_is_written_once(self) -> None:
         rows = self._rows(3)
         assert sum(w.events for w in group_writes(rows + rows)) == 3
