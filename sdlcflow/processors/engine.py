@@ -20,7 +20,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sdlcflow.core import events as ev
@@ -144,8 +144,17 @@ class Slot:
     repo: str
     partition: int
     state: RepoState
+    # the closed map the table's closed key holds (by identity; None: none written yet)
+    stored_closed: Mapping[str, str] | None = None
     outbox: list[Outbound] = field(default_factory=list)
     outbox_bytes: int = 0
+
+    @property
+    def closed_changed(self) -> bool:
+        """Whether the closed key must be written: `closed` is a new object only when a change
+        closed (the core shares it otherwise), and it is most of a long-lived repository's
+        value (`storage.py`)."""
+        return self.state.closed is not self.stored_closed
 
 
 @dataclass
@@ -197,6 +206,8 @@ class CoordinatorEngine:
         self._partitions: dict[str, int] = {}
         self._index: dict[int, frozenset[str]] = {}
         self._due: dict[str, tuple[RepoState, int | None]] = {}
+        # per repository, the closed map its table's closed key holds (loaded or written)
+        self._closed: dict[str, Mapping[str, str]] = {}
 
     # ---------------------------------------------------------------- cache
 
@@ -206,6 +217,7 @@ class CoordinatorEngine:
         self._partitions.clear()
         self._index.clear()
         self._due.clear()
+        self._closed.clear()
 
     def due(self, repo: str, state: RepoState) -> int | None:
         """`next_due(state, core)`, computed once per state: every tick asks it of every live
@@ -222,6 +234,7 @@ class CoordinatorEngine:
         for slot in result.slots.values():
             self._states[slot.repo] = slot.state
             self._partitions[slot.repo] = slot.partition
+            self._closed[slot.repo] = slot.state.closed
         self._index.update(result.index)
 
     # ---------------------------------------------------------------- batch
@@ -304,6 +317,10 @@ class _BatchRun:
         stored = self.load(repo, partition)
         if stored is None:
             stored = StoredRepo(RepoState(repo=repo))
+        if stored.closed_apart:
+            self.engine._closed[repo] = stored.state.closed
+        else:
+            self.engine._closed.pop(repo, None)
         if stored.outbox:
             # not in memory: its last decisions may never have been published (storage.py)
             slot = self._slot(repo, partition, stored.state)
@@ -326,7 +343,8 @@ class _BatchRun:
     def _slot(self, repo: str, partition: int, state: RepoState) -> Slot:
         slot = self.result.slots.get(repo)
         if slot is None:
-            slot = self.result.slots[repo] = Slot(repo, partition, state)
+            stored_closed = self.engine._closed.get(repo)
+            slot = self.result.slots[repo] = Slot(repo, partition, state, stored_closed)
         return slot
 
     def _emit(self, slot: Slot, record: Outbound) -> None:

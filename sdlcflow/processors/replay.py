@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, TopicPartition
 from sdlcflow.core.events import Event
 from sdlcflow.core.state import RepoState, evolve
 from sdlcflow.processors.engine import TICK_REPO_PREFIX
-from sdlcflow.processors.storage import state_plain
+from sdlcflow.processors.storage import repo_of_closed_key, state_plain
 from sdlcflow.streams.codec import DecodeError
 from sdlcflow.streams.topics import COORDINATOR
 from sdlcflow.streams.transient import DEADLINE_S, watermarks
@@ -127,12 +127,27 @@ def fold_coordinator(
 
 def table_states(bootstrap: str, changelog: str, patterns: Sequence[str]) -> dict[str, Any]:
     """The latest plain state per repository in the table's changelog."""
+    return plain_states(read_topic(bootstrap, changelog), patterns)
+
+
+def plain_states(
+    records: Iterable[tuple[bytes | None, bytes | None]], patterns: Sequence[str]
+) -> dict[str, Any]:
+    """The latest plain state per repository among a state table's changelog records: its main
+    value and its closed key's value (`storage.py`) put together."""
     latest: dict[str, bytes | None] = {}
-    for key, value in read_topic(bootstrap, changelog):
-        repo = key.decode("utf-8", "replace") if key else ""
+    closed: dict[str, bytes | None] = {}
+    for key, value in records:
+        owner = repo_of_closed_key(key or b"")
+        values = latest if owner is None else closed
+        repo = ((key or b"") if owner is None else owner).decode("utf-8", "replace")
         if _wanted(repo, patterns):
-            latest[repo] = value
-    return {repo: state_plain(value) for repo, value in latest.items() if value is not None}
+            values[repo] = value
+    return {
+        repo: state_plain(value, closed.get(repo))
+        for repo, value in latest.items()
+        if value is not None
+    }
 
 
 def verify(bootstrap: str, changelog: str, patterns: Sequence[str]) -> ReplayReport:

@@ -14,11 +14,15 @@ from the environment, see `sdlcflow.processors.config`). Faust traps this design
 
 The agent handles inputs in batches (`batching.take_ready`: what arrived while the previous batch
 was handled, without a fill window): one table write per repository changed in the batch, then
-two round trips to the broker, in this order (`CoordinatorShell.handle`):
+two round trips to the broker (three when the batch closed a change), in this order
+(`CoordinatorShell.handle`):
 
 1. the new table values go to the local store and their changelog records to the broker, and
    the shell waits until every changelog record is confirmed (acks=all): each value carries the
-   repository's outbox, so from now on a restarted worker republishes those decisions;
+   repository's outbox, so from now on a restarted worker republishes those decisions. A
+   repository whose batch closed a change also gets its closed key (`storage.py`), on the same
+   partition and confirmed before the main values are written: a crash between the two leaves
+   a closed map newer than the value, which loading cuts back, never an older one;
 2. the decisions (outbound records) go to the broker, and the shell waits for them too;
 3. only then does the batch return, and faust acknowledges its inputs; their offsets are
    committed after that, never before the decisions are on the broker.
@@ -45,7 +49,7 @@ import os
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -68,6 +72,7 @@ from sdlcflow.processors.engine import (
     INPUT_TOPICS,
     CoordinatorEngine,
     Inbound,
+    Slot,
     tick_repo,
     wall_clock_ms,
 )
@@ -76,8 +81,10 @@ from sdlcflow.processors.publisher import RecordPublisher
 from sdlcflow.processors.storage import (
     Outbound,
     StoredRepo,
+    closed_key,
     decode_index,
     decode_repo,
+    encode_closed,
     encode_index,
     encode_repo,
 )
@@ -149,7 +156,11 @@ class CoordinatorShell:
         while pending:
             result = self.engine.process(pending, self._load, self._load_index)
             if result.slots or result.index:
-                # the changelog holds the outbox before any decision is published
+                # the changelog holds the outbox before any decision is published, and a
+                # repository's closed map before the value that names it
+                closed = self._write_closed(result.slots.values())
+                if closed:
+                    await self._persist(closed)
                 await self._persist(self._write(result.slots.values(), result.index))
             await self.publisher.publish(result.outbound)
             self.engine.commit(result)
@@ -158,15 +169,32 @@ class CoordinatorShell:
             pending = pending[result.consumed :]
 
     def _load(self, repo: str, partition: int) -> StoredRepo | None:
+        key = repo.encode("utf-8")
         with self._on_partition(partition):
-            data = self.states.get(repo.encode("utf-8"))
-        return None if data is None else decode_repo(data)
+            data = self.states.get(key)
+            closed = None if data is None else self.states.get(closed_key(key))
+        return None if data is None else decode_repo(data, closed)
 
     def _load_index(self, partition: int) -> frozenset[str]:
         with self._on_partition(partition):
             return decode_index(self.index.get(str(partition).encode("ascii")))
 
-    def _write(self, slots: Any, index: dict[int, frozenset[str]]) -> list[Outbound]:
+    def _write_closed(self, slots: Iterable[Slot]) -> list[Outbound]:
+        """Put the closed maps that changed into the state table's store; return their changelog
+        records (on each repository's partition, like its main value)."""
+        changelog: list[Outbound] = []
+        states_topic = self.states.changelog_topic.get_topic_name()
+        for slot in slots:
+            if not slot.closed_changed:
+                continue
+            key = closed_key(slot.repo.encode("utf-8"))
+            value = encode_closed(slot.state.closed)
+            with self._on_partition(slot.partition):
+                self.states.data[key] = value
+            changelog.append(Outbound(states_topic, key, value, (), slot.partition))
+        return changelog
+
+    def _write(self, slots: Iterable[Slot], index: dict[int, frozenset[str]]) -> list[Outbound]:
         """Put the new values into the tables' stores; return their changelog records."""
         changelog: list[Outbound] = []
         states_topic = self.states.changelog_topic.get_topic_name()

@@ -14,6 +14,7 @@ from sdlcflow.processors.storage import (
     StoredRepo,
     decode_index,
     decode_repo,
+    encode_closed,
     encode_index,
     encode_repo,
 )
@@ -33,6 +34,8 @@ class Harness:
     issuer: TestIssuer
     now: list[int]
     states: dict[str, bytes] = field(default_factory=dict)
+    closed: dict[str, bytes] = field(default_factory=dict)  # each repository's closed key
+    closed_writes: list[str] = field(default_factory=list)  # repositories, in write order
     index: dict[int, bytes] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -55,15 +58,21 @@ class Harness:
     def run(self, records: Sequence[Inbound]) -> BatchResult:
         result = self.engine.process(records, self._load, self._load_index)
         for slot in result.slots.values():
+            if slot.closed_changed:
+                self.closed[slot.repo] = encode_closed(slot.state.closed)
+                self.closed_writes.append(slot.repo)
             self.states[slot.repo] = encode_repo(StoredRepo(slot.state, tuple(slot.outbox)))
         for partition, repos in result.index.items():
             self.index[partition] = encode_index(repos)
         self.engine.commit(result)
         return result
 
+    def stored(self, repo: str) -> StoredRepo:
+        """The repository as the table holds it: its value and its closed key together."""
+        return decode_repo(self.states[repo], self.closed.get(repo))
+
     def _load(self, repo: str, _partition: int) -> StoredRepo | None:
-        data = self.states.get(repo)
-        return None if data is None else decode_repo(data)
+        return self.stored(repo) if repo in self.states else None
 
     def _load_index(self, partition: int) -> frozenset[str]:
         return decode_index(self.index.get(partition))

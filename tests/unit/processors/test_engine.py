@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 from processors_harness import T0, Harness
 
 from sdlcflow.core import events as ev
 from sdlcflow.core.decider import handle
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, LeaseRequested, Tick
-from sdlcflow.core.state import RepoState
+from sdlcflow.core.state import Outcome, RepoState
 from sdlcflow.processors.engine import next_due, tick_repo
-from sdlcflow.processors.storage import decode_index, decode_repo
+from sdlcflow.processors.storage import decode_index
 from sdlcflow.processors.testing import TestIssuer, change_request
 from sdlcflow.streams.topics import AGENT_EVENTS, CHANGE_REQUESTS, COORDINATOR, DEAD_LETTER, TICKS
 from sdlcflow.tracing import new_trace_id
@@ -68,7 +69,7 @@ class TestPlanning:
     def test_the_table_value_holds_the_state_and_its_outbox(self, harness: Harness) -> None:
         request = change_request(REPO, at=T0)
         result = harness.run([harness.record(CHANGE_REQUESTS, request)])
-        stored = decode_repo(harness.states[REPO])
+        stored = harness.stored(REPO)
         assert request.envelope.change_id in stored.state.changes
         assert list(stored.outbox) == result.outbound
 
@@ -136,14 +137,14 @@ class TestLeases:
             task_id=offers["lint"].envelope.task_id,
         )
         harness.run([harness.record(AGENT_EVENTS, ask)])
-        state = decode_repo(harness.states[REPO]).state
+        state = harness.stored(REPO).state
         _assert_due_is_when_the_core_acts(harness, state)
 
     def test_next_due_of_untaken_offers_matches_the_core_tick_handler(
         self, harness: Harness
     ) -> None:
         _plan(harness)
-        state = decode_repo(harness.states[REPO]).state
+        state = harness.stored(REPO).state
         due = _assert_due_is_when_the_core_acts(harness, state)
         assert due == T0 + harness.engine.core.offer_timeout_ms
 
@@ -242,3 +243,73 @@ class TestScope:
         result = harness.run([harness.record(CHANGE_REQUESTS, change_request(REPO, at=T0))])
         assert result.consumed == 1
         assert result.outbound == [] and result.slots == {}
+
+
+def _cancel(change_id: str, at: int) -> Event:
+    request = change_request(REPO, at=at, change_id=change_id)
+    return Event(
+        Envelope(**{**request.envelope.__dict__, "type": "ChangeCancelled"}),
+        ev.ChangeCancelled("withdrawn"),
+    )
+
+
+def _closed_one(h: Harness) -> str:
+    """Plan a change and cancel it: the repository remembers it closed."""
+    change_id, _offers = _plan(h)
+    h.run([h.record(CHANGE_REQUESTS, _cancel(change_id, T0 + 1))])
+    return change_id
+
+
+class TestClosedKey:
+    """A repository's closed changes live under their own key, written only when one closes."""
+
+    def test_a_batch_that_closes_no_change_writes_no_closed_key(self, harness: Harness) -> None:
+        change_id, offers = _plan(harness)
+        bot = harness.issuer.actor("lint-bot", capabilities=("lint",), issued_at=T0)
+        ask = bot.event(
+            LeaseRequested("lint"),
+            repo=REPO,
+            at=T0 + 1,
+            change_id=change_id,
+            task_id=offers["lint"].envelope.task_id,
+        )
+        result = harness.run([harness.record(AGENT_EVENTS, ask)])
+        assert result.grants == 1
+        assert harness.closed_writes == []
+        assert harness.stored(REPO).state.closed == {}
+
+    def test_a_batch_that_closes_a_change_writes_the_closed_key_once(
+        self, harness: Harness
+    ) -> None:
+        change_id = _closed_one(harness)
+        assert harness.closed_writes == [REPO]
+        assert harness.stored(REPO).state.closed == {change_id: Outcome.CANCELLED.value}
+        _plan(harness)  # a later batch that closes nothing leaves the key alone
+        assert harness.closed_writes == [REPO]
+        assert harness.stored(REPO).state.closed == {change_id: Outcome.CANCELLED.value}
+
+    def test_a_restarted_engine_refuses_a_closed_change_read_from_its_closed_key(
+        self, harness: Harness
+    ) -> None:
+        change_id = _closed_one(harness)
+        harness.engine.forget()  # as after a restart: states come from the tables
+        again = change_request(REPO, at=T0 + 2, change_id=change_id)
+        result = harness.run([harness.record(CHANGE_REQUESTS, again)])
+        decided = _types(harness.decoded(result.outbound, COORDINATOR))
+        # after the loaded outbox (republished: storage.py), the refusal; nothing planned
+        assert decided[-1] == "EventRejected"
+        assert "ChangePlanned" not in decided
+        assert harness.closed_writes == [REPO]
+
+    def test_a_repository_stored_in_format_1_gets_its_closed_key_at_its_next_write(
+        self, harness: Harness
+    ) -> None:
+        change_id = _closed_one(harness)
+        state = harness.stored(REPO).state
+        harness.states[REPO] = orjson.dumps({"v": 1, "state": state.to_plain(), "outbox": []})
+        del harness.closed[REPO]
+        harness.closed_writes.clear()
+        harness.engine.forget()
+        _plan(harness)
+        assert harness.closed_writes == [REPO]
+        assert harness.stored(REPO).state.closed == {change_id: Outcome.CANCELLED.value}

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import orjson
+from processors_harness import make_harness
+
 from sdlcflow.core.decider import handle
-from sdlcflow.core.events import Event
+from sdlcflow.core.events import ChangeCancelled, Envelope, Event
 from sdlcflow.core.state import RepoState, evolve
 from sdlcflow.processors.config import ProcessorConfig
-from sdlcflow.processors.replay import _is_prefix_fold
+from sdlcflow.processors.replay import _is_prefix_fold, plain_states
 from sdlcflow.processors.shell import core_config
+from sdlcflow.processors.storage import closed_key
 from sdlcflow.processors.testing import change_request
+from sdlcflow.streams.topics import CHANGE_REQUESTS, COORDINATOR
 
 REPO = "acme/shop"
 T0 = 1_700_000_000_000
@@ -43,3 +48,34 @@ class TestPrefixFold:
         decisions = _decisions()
         forged = replace(_fold(decisions[:2]), watermark=T0 + 99).to_plain()
         assert not _is_prefix_fold(forged, decisions)
+
+
+class TestTableStates:
+    """The state table's changelog read back — main values, closed keys, format 1 values —
+    gives the states the decisions log folds to."""
+
+    def test_a_repository_with_a_closed_change_agrees_with_the_fold_of_its_decisions(
+        self,
+    ) -> None:
+        h = make_harness()
+        request = change_request(REPO, at=T0)
+        cancelled = {"event_id": "cancel-1", "type": "ChangeCancelled"}
+        cancel = Event(
+            Envelope(**{**request.envelope.__dict__, **cancelled}), ChangeCancelled("withdrawn")
+        )
+        decisions: list[Event] = []
+        changelog: list[tuple[bytes | None, bytes | None]] = []
+        key = REPO.encode()
+        for event in (request, cancel):
+            result = h.run([h.record(CHANGE_REQUESTS, event)])
+            decisions += h.decoded(result.outbound, COORDINATOR)
+            if REPO in h.closed:
+                changelog.append((closed_key(key), h.closed[REPO]))
+            changelog.append((key, h.states[REPO]))
+        assert _fold(decisions).closed
+        other = _fold(_decisions())
+        old_format = {"v": 1, "state": other.to_plain(), "outbox": []}
+        changelog.append((b"acme/old", orjson.dumps(old_format)))
+        stored = plain_states(changelog, ())
+        assert stored[REPO] == _fold(decisions).to_plain()
+        assert stored["acme/old"] == other.to_plain()

@@ -1,16 +1,29 @@
-"""The coordinator's table values: encoding equals the state's plain form and round-trips."""
+"""The coordinator's table values: encoding equals the state's plain form and round-trips, the
+closed changes apart; format 1 values still load."""
 
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from sdlcflow.core import events as ev
 from sdlcflow.core.decider import handle
 from sdlcflow.core.events import Actor, ActorKind, ActorScope, Envelope, Event
-from sdlcflow.core.state import RepoState, TaskStatus
+from sdlcflow.core.records import replace
+from sdlcflow.core.state import CLOSED_MEMORY, Outcome, RepoState, TaskStatus
 from sdlcflow.processors.config import ProcessorConfig
 from sdlcflow.processors.shell import core_config
-from sdlcflow.processors.storage import Outbound, StoredRepo, decode_repo, encode_repo
+from sdlcflow.processors.storage import (
+    Outbound,
+    StorageError,
+    StoredRepo,
+    closed_key,
+    decode_repo,
+    encode_closed,
+    encode_repo,
+    repo_of_closed_key,
+    state_plain,
+)
 from sdlcflow.processors.testing import change_request
 
 REPO = "acme/shop"
@@ -63,15 +76,73 @@ def busy_states() -> list[RepoState]:
 
 
 class TestEncodeRepo:
-    """A stored repository is encoded by orjson directly, to the same JSON as `to_plain`."""
+    """A stored repository is encoded by orjson directly, to the same JSON as `to_plain`; its
+    closed changes go under their own key."""
 
-    def test_the_encoded_state_is_the_plain_state(self) -> None:
+    def test_the_main_value_is_the_plain_state_without_its_closed_changes(self) -> None:
         for state in busy_states():
             body = orjson.loads(encode_repo(StoredRepo(state)))
-            assert body["state"] == orjson.loads(orjson.dumps(state.to_plain()))
+            plain = orjson.loads(orjson.dumps(state.to_plain()))
+            del plain["closed"]
+            assert body["state"] == plain
+
+    def test_value_and_closed_key_give_the_plain_state(self) -> None:
+        for state in busy_states():
+            main, closed = encode_repo(StoredRepo(state)), encode_closed(state.closed)
+            assert state_plain(main, closed) == orjson.loads(orjson.dumps(state.to_plain()))
 
     def test_a_stored_repository_round_trips_with_its_outbox(self) -> None:
         outbox = (Outbound("sdlc.coordinator", REPO.encode(), b"\x00value", (("h", b"v"),)),)
         for state in busy_states():
             stored = StoredRepo(state, outbox)
-            assert decode_repo(encode_repo(stored)) == stored
+            assert decode_repo(encode_repo(stored), encode_closed(state.closed)) == stored
+
+    def test_a_repository_that_never_closed_a_change_needs_no_closed_key(self) -> None:
+        state = busy_states()[1]
+        assert not state.closed
+        assert decode_repo(encode_repo(StoredRepo(state))) == StoredRepo(state)
+
+
+class TestClosedKey:
+    """The closed key cannot be a repository's, and a crash between the two writes recovers."""
+
+    def test_no_repository_key_is_a_closed_key(self) -> None:
+        for repo in (REPO, "~partition/3", "a\xffclosed", "emoji/\U0001f600closed", ""):
+            key = repo.encode("utf-8")
+            assert repo_of_closed_key(key) is None
+            assert repo_of_closed_key(closed_key(key)) == key
+
+    def test_a_closed_key_written_just_before_a_crash_is_cut_back_to_the_value(self) -> None:
+        state = busy_states()[-1]
+        newer = {**state.closed, "c9": Outcome.PROMOTED.value}
+        loaded = decode_repo(encode_repo(StoredRepo(state)), encode_closed(newer))
+        assert loaded.state == state
+
+    def test_a_full_closed_key_cut_back_lacks_only_the_entry_it_let_go(self) -> None:
+        closed = {f"c{i}": Outcome.PROMOTED.value for i in range(CLOSED_MEMORY)}
+        state = replace(busy_states()[-1], closed=closed)
+        newer = {**dict(list(closed.items())[1:]), "c-new": Outcome.FAILED.value}
+        loaded = decode_repo(encode_repo(StoredRepo(state)), encode_closed(newer))
+        assert loaded.state.closed == dict(list(closed.items())[1:])
+
+    def test_a_value_whose_closed_key_is_missing_is_refused(self) -> None:
+        state = busy_states()[-1]
+        with pytest.raises(StorageError, match="missing"):
+            decode_repo(encode_repo(StoredRepo(state)))
+
+
+class TestFormat1:
+    """Values written before the closed key existed (closed inline) still load."""
+
+    def test_a_format_1_value_still_loads_and_asks_for_a_closed_key(self) -> None:
+        for state in busy_states():
+            old = orjson.dumps({"v": 1, "state": state.to_plain(), "outbox": []})
+            loaded = decode_repo(old)
+            assert loaded.state == state
+            assert loaded.closed_apart is not bool(state.closed)
+            assert state_plain(old) == orjson.loads(orjson.dumps(state.to_plain()))
+
+    def test_an_unknown_format_is_refused(self) -> None:
+        state = busy_states()[0]
+        with pytest.raises(StorageError, match="format 3"):
+            decode_repo(orjson.dumps({"v": 3, "state": state.to_plain(), "outbox": []}))
