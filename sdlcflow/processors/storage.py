@@ -103,7 +103,8 @@ def encode_repo(stored: StoredRepo) -> bytes:
 
 def encode_closed(closed: Mapping[str, str]) -> bytes:
     """The value under a repository's closed key: change id -> outcome, oldest first."""
-    return orjson.dumps({"v": FORMAT_VERSION, "closed": dict(closed)})
+    plain = closed if isinstance(closed, dict) else dict(closed)  # the core builds dicts
+    return orjson.dumps({"v": FORMAT_VERSION, "closed": plain})
 
 
 def _last_id(closed: Mapping[str, str]) -> str | None:
