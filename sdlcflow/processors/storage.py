@@ -11,9 +11,9 @@ keep their event ids, so consumers drop them as duplicates (at-least-once + idem
 The state's `closed` map (up to `CLOSED_MEMORY` outcomes, most of a long-lived repository's
 value) lives under a second key of the same table, `closed_key(repo key)`, written only by the
 batches that close a change; the main value keeps the rest of the state and names the closed
-map it belongs to by its size and last change id. The closed key is written before the main
-value (same partition, one idempotent producer: the changelog keeps that order), so a crash
-between the two leaves a closed map *newer* than the main value, never older, and
+map it belongs to by its size and last change id. Both keys are on the repository's partition,
+and the shell has the closed key's changelog record confirmed before it writes the main value,
+so a crash between the two leaves a closed map *newer* than the main value, never older, and
 `decode_repo` cuts it back to the entry the main value names: the replayed inputs then close
 the change again, exactly as before the crash.
 
