@@ -70,5 +70,10 @@ def updated(obj: T, changes: Mapping[str, Any]) -> T:
 
 
 def replace(obj: T, **changes: Any) -> T:
-    """A fast `dataclasses.replace` for plain frozen dataclasses (no __post_init__, no slots)."""
+    """A fast `dataclasses.replace` for plain frozen dataclasses (no __post_init__, no slots);
+    like it, it refuses a name that is not a field."""
+    fields = type(obj).__dataclass_fields__  # type: ignore[attr-defined]
+    if not fields.keys() >= changes.keys():
+        unknown = ", ".join(sorted(changes.keys() - fields.keys()))
+        raise TypeError(f"{type(obj).__name__} has no field {unknown}")
     return updated(obj, changes)

@@ -111,6 +111,11 @@ class TestFastConstruction:
         assert replace(state, watermark=9) == dataclasses.replace(state, watermark=9)
         assert state.watermark == 5
 
+    def test_replace_refuses_a_name_that_is_not_a_field_as_dataclasses_does(self) -> None:
+        state = RepoState(repo="r")
+        with pytest.raises(TypeError, match="no field watermarks"):
+            replace(state, watermarks=9)
+
 
 class TestTimeComesFromEvents:
     """The core reads no clock: the same log at any wall time gives the same decisions."""
