@@ -79,6 +79,7 @@ from sdlcflow.processors.engine import (
 from sdlcflow.processors.fetching import resume_changelog_reports, stop_fetching_own_changelogs
 from sdlcflow.processors.publisher import RecordPublisher
 from sdlcflow.processors.storage import (
+    ChangeFragments,
     Outbound,
     StoredRepo,
     closed_key,
@@ -145,6 +146,7 @@ class CoordinatorShell:
         self._tick_sequence = 0
         self._events: dict[int, EventT[bytes]] = {}
         self.observer = BatchObserver("processors")
+        self.fragments = ChangeFragments()
 
     # ---------------------------------------------------------------- the agent's batch
 
@@ -200,7 +202,7 @@ class CoordinatorShell:
         states_topic = self.states.changelog_topic.get_topic_name()
         for slot in slots:
             key = slot.repo.encode("utf-8")
-            value = encode_repo(StoredRepo(slot.state, tuple(slot.outbox)))
+            value = encode_repo(StoredRepo(slot.state, tuple(slot.outbox)), self.fragments)
             with self._on_partition(slot.partition):
                 self.states.data[key] = value
             changelog.append(Outbound(states_topic, key, value, (), slot.partition))
@@ -405,6 +407,7 @@ def create_app(config: ProcessorConfig) -> faust.App:
 
     async def forget(_app: Any, *_args: Any, **_kwargs: Any) -> None:
         shell.engine.forget()  # another worker may have changed what we had in memory
+        shell.fragments.clear()
 
     app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(forget)  # type: ignore[arg-type]

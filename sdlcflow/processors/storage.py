@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from sdlcflow.core.state import RepoState
+from sdlcflow.core.state import ChangeState, RepoState
 from sdlcflow.errors import SdlcflowError
 
 FORMAT_VERSION = 2
@@ -85,15 +85,46 @@ def repo_of_closed_key(key: bytes) -> bytes | None:
     return key[: -len(CLOSED_SUFFIX)] if key.endswith(CLOSED_SUFFIX) else None
 
 
-def encode_repo(stored: StoredRepo) -> bytes:
+class ChangeFragments:
+    """The JSON of each live change as last written, reused while the core still shares that
+    change object: a batch mostly touches one change of a repository, and encoding the others
+    again on every write of its value was most of the encoding. Entries of a repository are
+    replaced whenever its value is encoded, so only live changes are kept."""
+
+    def __init__(self) -> None:
+        self._by_repo: dict[str, dict[str, tuple[ChangeState, orjson.Fragment]]] = {}
+
+    def of(self, state: RepoState) -> dict[str, orjson.Fragment]:
+        known = self._by_repo.get(state.repo, {})
+        fresh: dict[str, tuple[ChangeState, orjson.Fragment]] = {}
+        for change_id, change in state.changes.items():
+            hit = known.get(change_id)
+            if hit is None or hit[0] is not change:
+                hit = (change, orjson.Fragment(orjson.dumps(change, default=_sorted_set)))
+            fresh[change_id] = hit
+        if fresh:
+            self._by_repo[state.repo] = fresh
+        else:
+            self._by_repo.pop(state.repo, None)
+        return {change_id: fragment for change_id, (_, fragment) in fresh.items()}
+
+    def clear(self) -> None:
+        self._by_repo.clear()
+
+
+def encode_repo(stored: StoredRepo, fragments: ChangeFragments | None = None) -> bytes:
     """The main table value. orjson walks the state's dataclasses, enums and tuples itself (in
     C), giving the same JSON as `RepoState.to_plain` without the closed map, which only names
-    the closed map it goes with (`encode_closed` writes that, under `closed_key`)."""
+    the closed map it goes with (`encode_closed` writes that, under `closed_key`). With
+    `fragments`, the changes encoded before are reused (the same bytes)."""
     state = stored.state
+    plain = {name: getattr(state, name) for name in _MAIN_FIELDS}
+    if fragments is not None:
+        plain["changes"] = fragments.of(state)
     return orjson.dumps(
         {
             "v": FORMAT_VERSION,
-            "state": {name: getattr(state, name) for name in _MAIN_FIELDS},
+            "state": plain,
             "closed": {"n": len(state.closed), "last": _last_id(state.closed)},
             "outbox": [_encode_outbound(record) for record in stored.outbox],
         },

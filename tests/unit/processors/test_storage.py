@@ -14,6 +14,7 @@ from sdlcflow.core.state import CLOSED_MEMORY, Outcome, RepoState, TaskStatus
 from sdlcflow.processors.config import ProcessorConfig
 from sdlcflow.processors.shell import core_config
 from sdlcflow.processors.storage import (
+    ChangeFragments,
     Outbound,
     StorageError,
     StoredRepo,
@@ -96,6 +97,16 @@ class TestEncodeRepo:
         for state in busy_states():
             stored = StoredRepo(state, outbox)
             assert decode_repo(encode_repo(stored), encode_closed(state.closed)) == stored
+
+    def test_reused_change_fragments_give_the_same_bytes_and_follow_every_change(self) -> None:
+        fragments = ChangeFragments()
+        for state in busy_states():  # each state shares some changes with the one before
+            assert encode_repo(StoredRepo(state), fragments) == encode_repo(StoredRepo(state))
+        state = busy_states()[-1]
+        change = state.changes["c1"]
+        revised = replace(state, changes={"c1": replace(change, revision=change.revision + 1)})
+        body = orjson.loads(encode_repo(StoredRepo(revised), fragments))
+        assert body["state"]["changes"]["c1"]["revision"] == change.revision + 1
 
     def test_a_repository_that_never_closed_a_change_needs_no_closed_key(self) -> None:
         state = busy_states()[1]
