@@ -266,6 +266,7 @@ class OfferConsumer:
         self._assigned = False  # a new assignment: pause or resume it whatever `_paused` says
         self._held: collections.deque[Delivery | Refusal | Skipped] = collections.deque()
         self._held_offers = 0  # the items in `_held` that will take a slot
+        self._gone: set[tuple[str, int]] = set()  # partitions revoked during this poll
         self._thread = threading.Thread(target=self._run, name="sdlcflow-agent-offers")
         self._thread.daemon = True
         self.error: BaseException | None = None
@@ -344,13 +345,18 @@ class OfferConsumer:
         can be handed over, what is buffered is read into the backlog."""
         batch: OfferBatch = []
         offers = 0
-        while self._held and (offers < free or isinstance(self._held[0], Skipped)):
+        self._gone = set()
+        while (
+            self._held
+            and len(batch) < MAX_BATCH
+            and (offers < free or isinstance(self._held[0], Skipped))
+        ):
             item = self._held.popleft()
             batch.append(item)
             if not isinstance(item, Skipped):
                 offers += 1
                 self._held_offers -= 1
-        message = self._consumer.poll(POLL_S)
+        message = self._consumer.poll(0 if batch else POLL_S)
         while message is not None:
             if _check_error(message):
                 item = self._decode(message)
@@ -366,6 +372,8 @@ class OfferConsumer:
             if self._held_offers >= self._backlog or len(self._held) >= self._held_cap:
                 break
             message = self._consumer.poll(0)
+        if self._gone:  # revoked inside a poll above: their new owner reads them again
+            batch = [item for item in batch if _origin(item) not in self._gone]
         return batch
 
     def _flow(self, open_: bool) -> None:
@@ -395,7 +403,12 @@ class OfferConsumer:
                 break
         if not merged:
             return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in merged.items()]
+        # a position the loop worked out just before a rebalance may name a partition that
+        # is no longer ours: committing it would move its new owner's offsets
+        assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in merged.items() if (t, p) in assigned]
+        if not offsets:
+            return
         try:
             if asynchronous:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
@@ -411,6 +424,7 @@ class OfferConsumer:
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._apply_commits(asynchronous=False)
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._gone |= gone
         self._held = collections.deque(item for item in self._held if _origin(item) not in gone)
         self._held_offers = sum(not isinstance(item, Skipped) for item in self._held)
         self._revoked(sorted(gone))

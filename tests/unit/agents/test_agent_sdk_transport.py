@@ -1,11 +1,19 @@
-"""The transport's cheap filters: what the task-topic consumers skip without decoding."""
+"""The transport's cheap filters (what the task-topic consumers skip without decoding), and
+the offer consumer's hand-over across a revocation, with a scripted stand-in for librdkafka."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from sdlcflow.agents import _transport as transport
 from sdlcflow.agents import task_contract
-from sdlcflow.agents._transport import frame_headers, repo_matcher
+from sdlcflow.agents._transport import OfferConsumer, frame_headers, repo_matcher
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
+from sdlcflow.streams.consumer import Delivery
 from sdlcflow.streams.wire import EventCodec
 
 
@@ -44,3 +52,108 @@ class TestFrameHeaders:
         grant = codec.encode(_event(ev.LeaseGranted("l-1", "agent-1", 1, 10, 1, ())))
         assert offer[:5] in skip
         assert grant[:5] not in skip
+
+
+TOPIC = "sdlc.tasks.lint"
+
+
+class _Message:
+    def __init__(self, offset: int, value: bytes, key: bytes) -> None:
+        self._offset, self._value, self._key = offset, value, key
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return self._key
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def headers(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, 0)
+
+
+class _ScriptedConsumer:
+    """Answers each poll from a script: a message, None, or a step to run first (a revoke)."""
+
+    script: list[Any] = []
+
+    def __init__(self, _config: dict[str, Any]) -> None:
+        self.owned = [TopicPartition(TOPIC, 0)]
+        self.commits: list[list[TopicPartition]] = []
+
+    def poll(self, _timeout: float) -> _Message | None:
+        if not self.script:
+            return None
+        step = self.script.pop(0)
+        if callable(step):
+            step(self)
+            return None
+        return step  # type: ignore[no-any-return]
+
+    def assignment(self) -> list[TopicPartition]:
+        return self.owned
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.commits.append(offsets)
+
+
+class TestOfferHandOverAcrossARevocation:
+    """What a poll's revocation took away is neither handed to the loop nor committed."""
+
+    @pytest.fixture
+    def consumer(self, monkeypatch: pytest.MonkeyPatch) -> OfferConsumer:
+        monkeypatch.setattr(transport, "Consumer", _ScriptedConsumer)
+        return OfferConsumer(
+            config={}, topics=[TOPIC], codec=EventCodec(), group_id="g", slots=1,
+            deliver=lambda _batch: None, revoked=self.revoked.extend,
+            wanted_repo=repo_matcher(("acme/*",)),
+        )  # fmt: skip
+
+    revoked: list[tuple[str, int]] = []
+
+    def _offer(self, offset: int) -> _Message:
+        offer = ev.TaskOffered(task_contract("lint"), 1, 1, ev.OfferReason.READY)
+        return _Message(offset, EventCodec().encode(_event(offer)), b"acme/login")
+
+    def test_held_items_of_a_partition_revoked_during_the_poll_are_dropped(
+        self, consumer: OfferConsumer
+    ) -> None:
+        self.revoked.clear()
+
+        def revoke(fake: Any) -> None:
+            consumer._on_revoke(fake, fake.owned)
+
+        _ScriptedConsumer.script[:] = [self._offer(1)]
+        first = consumer._poll_offers(free=1)
+        assert [type(item) for item in first] == [Delivery]
+        # every slot busy: the next offer and a skipped message after it are held
+        _ScriptedConsumer.script[:] = [self._offer(2), _Message(3, b"x", b"other/repo")]
+        assert consumer._poll_offers(free=0) == []
+        assert consumer.read_ahead == 1 and consumer.held_messages == 2
+        # a slot frees; the poll after taking the held items revokes their partition
+        _ScriptedConsumer.script[:] = [revoke]
+        assert consumer._poll_offers(free=1) == []
+        assert self.revoked == [(TOPIC, 0)]
+        assert consumer.read_ahead == 0 and consumer.held_messages == 0
+
+    def test_positions_of_a_partition_no_longer_assigned_are_not_committed(
+        self, consumer: OfferConsumer
+    ) -> None:
+        fake: Any = consumer._consumer
+        consumer.commit({(TOPIC, 0): 4, (TOPIC, 1): 9})
+        consumer._apply_commits(asynchronous=True)
+        assert [[(tp.partition, tp.offset) for tp in c] for c in fake.commits] == [[(0, 4)]]
