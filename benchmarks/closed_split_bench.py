@@ -75,7 +75,8 @@ def write_after(slot: Slot) -> Write:
     key = slot.repo.encode()
     records = []
     if slot.closed_changed:
-        records.append((storage.closed_key(key), storage.encode_closed(slot.state.closed)))
+        closed = storage.closed_record(slot.stored_closed, slot.state.closed)
+        records.append((storage.closed_key(key), storage.encode_closed(closed)))
     records.append((key, storage.encode_repo(StoredRepo(slot.state, tuple(slot.outbox)))))
     return records
 

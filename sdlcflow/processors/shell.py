@@ -83,6 +83,7 @@ from sdlcflow.processors.storage import (
     Outbound,
     StoredRepo,
     closed_key,
+    closed_record,
     decode_index,
     decode_repo,
     encode_closed,
@@ -190,7 +191,7 @@ class CoordinatorShell:
             if not slot.closed_changed:
                 continue
             key = closed_key(slot.repo.encode("utf-8"))
-            value = encode_closed(slot.state.closed)
+            value = encode_closed(closed_record(slot.stored_closed, slot.state.closed))
             with self._on_partition(slot.partition):
                 self.states.data[key] = value
             changelog.append(Outbound(states_topic, key, value, (), slot.partition))

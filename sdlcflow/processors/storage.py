@@ -132,6 +132,16 @@ def encode_repo(stored: StoredRepo, fragments: ChangeFragments | None = None) ->
     )
 
 
+def closed_record(stored: Mapping[str, str] | None, closed: Mapping[str, str]) -> Mapping[str, str]:
+    """What a repository's closed key gets when a batch closed changes: the map it held, then
+    the new outcomes, none evicted. The value written before still finds all its entries after
+    a crash between the two writes, however full the map; `decode_repo` takes the entries each
+    value names. (At most `CLOSED_MEMORY` plus one batch's closes.)"""
+    if stored is None:
+        return closed
+    return {**stored, **closed}
+
+
 def encode_closed(closed: Mapping[str, str]) -> bytes:
     """The value under a repository's closed key: change id -> outcome, oldest first."""
     plain = closed if isinstance(closed, dict) else dict(closed)  # the core builds dicts

@@ -12,6 +12,7 @@ from sdlcflow.processors.shell import core_config
 from sdlcflow.processors.storage import (
     Outbound,
     StoredRepo,
+    closed_record,
     decode_index,
     decode_repo,
     encode_closed,
@@ -59,7 +60,8 @@ class Harness:
         result = self.engine.process(records, self._load, self._load_index)
         for slot in result.slots.values():
             if slot.closed_changed:
-                self.closed[slot.repo] = encode_closed(slot.state.closed)
+                closed = closed_record(slot.stored_closed, slot.state.closed)
+                self.closed[slot.repo] = encode_closed(closed)
                 self.closed_writes.append(slot.repo)
             self.states[slot.repo] = encode_repo(StoredRepo(slot.state, tuple(slot.outbox)))
         for partition, repos in result.index.items():

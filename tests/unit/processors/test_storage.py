@@ -19,6 +19,7 @@ from sdlcflow.processors.storage import (
     StorageError,
     StoredRepo,
     closed_key,
+    closed_record,
     decode_repo,
     encode_closed,
     encode_repo,
@@ -129,12 +130,16 @@ class TestClosedKey:
         loaded = decode_repo(encode_repo(StoredRepo(state)), encode_closed(newer))
         assert loaded.state == state
 
-    def test_a_full_closed_key_cut_back_lacks_only_the_entry_it_let_go(self) -> None:
+    def test_a_full_closed_key_keeps_what_its_batch_let_go_so_both_values_load_whole(
+        self,
+    ) -> None:
         closed = {f"c{i}": Outcome.PROMOTED.value for i in range(CLOSED_MEMORY)}
-        state = replace(busy_states()[-1], closed=closed)
-        newer = {**dict(list(closed.items())[1:]), "c-new": Outcome.FAILED.value}
-        loaded = decode_repo(encode_repo(StoredRepo(state)), encode_closed(newer))
-        assert loaded.state.closed == dict(list(closed.items())[1:])
+        before = replace(busy_states()[-1], closed=closed)
+        after = replace(before, closed={**dict(list(closed.items())[1:]), "c-new": "failed"})
+        written = encode_closed(closed_record(before.closed, after.closed))
+        # a crash after the closed key, before the value naming it: the old value loads whole
+        assert decode_repo(encode_repo(StoredRepo(before)), written).state == before
+        assert decode_repo(encode_repo(StoredRepo(after)), written).state == after
 
     def test_a_value_whose_closed_key_is_missing_is_refused(self) -> None:
         state = busy_states()[-1]
