@@ -106,8 +106,10 @@ def topic_rank(topic: str) -> int:
 
 
 def write_time(event: Event, topic: str) -> int:
-    """The Cassandra write timestamp (µs): the event time, plus a topic rank below 1 ms."""
-    return event_time(event) * 1000 + topic_rank(topic)
+    """The Cassandra write timestamp (µs): the event time within what a calendar holds (as its
+    buckets: a producer may stamp any 64-bit time, and µs of it overflowed the column, stopping
+    the sink at that event), plus a topic rank below 1 ms."""
+    return bucket_ms(event_time(event)) * 1000 + topic_rank(topic)
 
 
 # Buckets of times outside what a calendar can hold (a corrupt producer clock) are clamped, so

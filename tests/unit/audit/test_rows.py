@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from cassandra import cqltypes
+from cql_types import DRIVER_TYPES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -75,19 +76,6 @@ def _event(payload: object, *, actor: Actor | None = None, **envelope: object) -
 
 def _tables(event: Event) -> list[str]:
     return [p.table for p in placements(event)]
-
-
-# the driver's own types: what a row's bytes mean, read back as Cassandra would
-DRIVER_TYPES: dict[str, Any] = {
-    "text": cqltypes.UTF8Type,
-    "blob": cqltypes.BytesType,
-    "int": cqltypes.Int32Type,
-    "bigint": cqltypes.LongType,
-    "timestamp": cqltypes.DateType,
-    "date": cqltypes.SimpleDateType,
-    "boolean": cqltypes.BooleanType,
-    "list<text>": cqltypes.ListType.apply_parameters([cqltypes.UTF8Type]),
-}
 
 
 def _decoded(row: Row) -> dict[str, Any]:
@@ -278,6 +266,13 @@ class TestAuditRecord:
         record = audit_record(event, b"", Origin("t", 0, 0))
         day = cqltypes.SimpleDateType.deserialize(shared_columns(record)["day"], 5)
         assert day.date() == date(1970, 1, 1)
+
+    def test_a_time_no_calendar_holds_still_gives_a_64_bit_write_timestamp(self) -> None:
+        for at in (2**63 - 1, 2**53, -(2**63)):
+            event = _event(TaskFailed("l", 1, "e"), occurred_at=at)
+            record = audit_record(event, b"", Origin("t", 0, 0))
+            assert 0 <= record.write_timestamp < 2**63
+            assert rows_of(record, placements(event))  # the sink stores it, not stops at it
 
     def test_record_fields_start_with_the_written_common_columns_in_table_order(self) -> None:
         written = [n for n, _ in COMMON_COLUMNS if n not in READ_ONLY_COLUMNS]
