@@ -6,9 +6,10 @@ import itertools
 from types import SimpleNamespace
 from typing import Any
 
-from cassandra import ConsistencyLevel, ProtocolVersion, cqltypes
+from cassandra import ConsistencyLevel, ProtocolVersion
 from cassandra.protocol import BatchMessage, ColumnMetadata, ProtocolHandler
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
+from cql_types import DRIVER_TYPES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,16 +21,6 @@ from sdlcflow.core.events import Event
 from sdlcflow.streams.testing import events
 
 KEYSPACE = "audit"
-TYPES: dict[str, Any] = {
-    "text": cqltypes.UTF8Type,
-    "blob": cqltypes.BytesType,
-    "int": cqltypes.Int32Type,
-    "bigint": cqltypes.LongType,
-    "timestamp": cqltypes.DateType,
-    "date": cqltypes.SimpleDateType,
-    "boolean": cqltypes.BooleanType,
-    "list<text>": cqltypes.ListType.apply_parameters([cqltypes.UTF8Type]),
-}
 
 
 class _OneNodeSession:
@@ -45,7 +36,7 @@ class _OneNodeSession:
         spec = TABLES[table]
         kinds = {**dict(spec.columns), WRITE_TIMESTAMP: "bigint"}
         names = (*spec.written, WRITE_TIMESTAMP)
-        metadata = [ColumnMetadata(KEYSPACE, table, n, TYPES[kinds[n]]) for n in names]
+        metadata = [ColumnMetadata(KEYSPACE, table, n, DRIVER_TYPES[kinds[n]]) for n in names]
         return PreparedStatement(
             metadata,
             b"id-%d" % next(self._ids),
