@@ -13,7 +13,7 @@ from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, LeaseRequest
 from sdlcflow.core.state import Outcome, RepoState
 from sdlcflow.processors.engine import next_due, tick_repo
 from sdlcflow.processors.storage import decode_index
-from sdlcflow.processors.testing import TestIssuer, change_request
+from sdlcflow.processors.testing import SignedActor, TestIssuer, change_request
 from sdlcflow.streams.topics import AGENT_EVENTS, CHANGE_REQUESTS, COORDINATOR, DEAD_LETTER, TICKS
 from sdlcflow.tracing import new_trace_id
 
@@ -36,6 +36,14 @@ def _plan(h: Harness) -> tuple[str, dict[str, Event]]:
     request = change_request(REPO, at=T0)
     result = h.run([h.record(CHANGE_REQUESTS, request)])
     return request.envelope.change_id or "", _offers(h, result)
+
+
+def _ask_for_lint(actor: SignedActor, change_id: str, offers: dict[str, Event]) -> Event:
+    """`actor`'s signed request for the lease of the change's offered lint task."""
+    task_id = offers["lint"].envelope.task_id
+    return actor.event(
+        LeaseRequested("lint"), repo=REPO, at=T0 + 1, change_id=change_id, task_id=task_id
+    )
 
 
 def _tick(h: Harness, at: int, partition: int = 0) -> Event:
@@ -129,13 +137,7 @@ class TestLeases:
     def test_next_due_matches_the_core_tick_handler(self, harness: Harness) -> None:
         change_id, offers = _plan(harness)
         bot = harness.issuer.actor("lint-bot", capabilities=("lint",), issued_at=T0)
-        ask = bot.event(
-            LeaseRequested("lint"),
-            repo=REPO,
-            at=T0 + 1,
-            change_id=change_id,
-            task_id=offers["lint"].envelope.task_id,
-        )
+        ask = _ask_for_lint(bot, change_id, offers)
         harness.run([harness.record(AGENT_EVENTS, ask)])
         state = harness.stored(REPO).state
         _assert_due_is_when_the_core_acts(harness, state)
@@ -176,13 +178,7 @@ class TestRefusals:
     def test_an_untrusted_issuer_is_rejected_and_recorded(self, harness: Harness) -> None:
         change_id, offers = _plan(harness)
         forger = TestIssuer.new().actor("lint-bot", capabilities=("lint",), issued_at=T0)
-        ask = forger.event(
-            LeaseRequested("lint"),
-            repo=REPO,
-            at=T0 + 1,
-            change_id=change_id,
-            task_id=offers["lint"].envelope.task_id,
-        )
+        ask = _ask_for_lint(forger, change_id, offers)
         result = harness.run([harness.record(AGENT_EVENTS, ask)])
         letters = harness.decoded(result.outbound, DEAD_LETTER)
         assert [letter.payload.reason for letter in letters] == ["credential-unknown-issuer"]  # type: ignore[union-attr]
@@ -191,13 +187,7 @@ class TestRefusals:
     def test_an_unsigned_agent_event_is_refused(self, harness: Harness) -> None:
         change_id, offers = _plan(harness)
         bot = harness.issuer.actor("lint-bot", capabilities=("lint",), issued_at=T0)
-        ask = bot.event(
-            LeaseRequested("lint"),
-            repo=REPO,
-            at=T0 + 1,
-            change_id=change_id,
-            task_id=offers["lint"].envelope.task_id,
-        )
+        ask = _ask_for_lint(bot, change_id, offers)
         unsigned = Event(Envelope(**{**ask.envelope.__dict__, "signature": None}), ask.payload)
         result = harness.run([harness.record(AGENT_EVENTS, unsigned)])
         letters = harness.decoded(result.outbound, DEAD_LETTER)
@@ -266,13 +256,7 @@ class TestClosedKey:
     def test_a_batch_that_closes_no_change_writes_no_closed_key(self, harness: Harness) -> None:
         change_id, offers = _plan(harness)
         bot = harness.issuer.actor("lint-bot", capabilities=("lint",), issued_at=T0)
-        ask = bot.event(
-            LeaseRequested("lint"),
-            repo=REPO,
-            at=T0 + 1,
-            change_id=change_id,
-            task_id=offers["lint"].envelope.task_id,
-        )
+        ask = _ask_for_lint(bot, change_id, offers)
         result = harness.run([harness.record(AGENT_EVENTS, ask)])
         assert result.grants == 1
         assert harness.closed_writes == []
