@@ -185,35 +185,41 @@ class CoordinatorShell:
     def _write_closed(self, slots: Iterable[Slot]) -> list[Outbound]:
         """Put the closed maps that changed into the state table's store; return their changelog
         records (on each repository's partition, like its main value)."""
-        changelog: list[Outbound] = []
-        states_topic = self.states.changelog_topic.get_topic_name()
-        for slot in slots:
-            if not slot.closed_changed:
-                continue
-            key = closed_key(slot.repo.encode("utf-8"))
-            value = encode_closed(closed_record(slot.stored_closed, slot.state.closed))
-            with self._on_partition(slot.partition):
-                self.states.data[key] = value
-            changelog.append(Outbound(states_topic, key, value, (), slot.partition))
-        return changelog
+        return [
+            self._put(
+                self.states,
+                closed_key(slot.repo.encode("utf-8")),
+                encode_closed(closed_record(slot.stored_closed, slot.state.closed)),
+                slot.partition,
+            )
+            for slot in slots
+            if slot.closed_changed
+        ]
 
     def _write(self, slots: Iterable[Slot], index: dict[int, frozenset[str]]) -> list[Outbound]:
         """Put the new values into the tables' stores; return their changelog records."""
-        changelog: list[Outbound] = []
-        states_topic = self.states.changelog_topic.get_topic_name()
-        for slot in slots:
-            key = slot.repo.encode("utf-8")
-            value = encode_repo(StoredRepo(slot.state, tuple(slot.outbox)), self.fragments)
-            with self._on_partition(slot.partition):
-                self.states.data[key] = value
-            changelog.append(Outbound(states_topic, key, value, (), slot.partition))
-        index_topic = self.index.changelog_topic.get_topic_name()
+        changelog = [
+            self._put(
+                self.states,
+                slot.repo.encode("utf-8"),
+                encode_repo(StoredRepo(slot.state, tuple(slot.outbox)), self.fragments),
+                slot.partition,
+            )
+            for slot in slots
+        ]
         for partition, repos in index.items():
-            key, value = str(partition).encode("ascii"), encode_index(repos)
-            with self._on_partition(partition):
-                self.index.data[key] = value
-            changelog.append(Outbound(index_topic, key, value, (), partition))
+            key = str(partition).encode("ascii")
+            changelog.append(self._put(self.index, key, encode_index(repos), partition))
         return changelog
+
+    def _put(
+        self, table: TableT[bytes, bytes], key: bytes, value: bytes, partition: int
+    ) -> Outbound:
+        """Put `value` into the table's store under `key`; return its changelog record, for the
+        same partition with the same bytes."""
+        with self._on_partition(partition):
+            table.data[key] = value
+        return Outbound(table.changelog_topic.get_topic_name(), key, value, (), partition)
 
     async def _persist(self, changelog: Sequence[Outbound]) -> None:
         """Produce the changelog records, wait for the broker, then record in each store how far
