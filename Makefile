@@ -1,7 +1,12 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Each installs what it needs:
 # the venv (re-installed when pyproject.toml changes), the system packages below when missing,
 # the server jars (fetched once by `sdlcflow up` into ~/.cache/sdlcflow), and the servers.
-PYTHON ?= python3.11
+# The interpreter: Debian's CPython 3.11 when it is there with its venv module. Debian builds it
+# with profile-guided and link-time optimisation into one static binary; a default pyenv or
+# source build (no PGO, libpython as a shared library) runs the pure core 1.2x slower on the
+# same machine (benchmarks/results/interpreter_ab.json). PYTHON=... picks another one.
+PYTHON ?= $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' 2>/dev/null \
+            && echo /usr/bin/python3.11 || echo python3.11)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -11,8 +16,16 @@ APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
 .PHONY: install sysdeps up down status check lint types unit test demo clean
 
-$(STAMP): pyproject.toml
+# a venv made by another interpreter than $(PYTHON) is made again (re-run when the Makefile changes)
+$(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
+	@want=$$($(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))'); \
+	if [ -x $(BIN)/python ]; then \
+	  have=$$($(BIN)/python -c 'import os, sys; print(os.path.realpath(sys._base_executable))'); \
+	  if [ "$$have" != "$$want" ]; then \
+	    echo "re-creating $(VENV): it was made by $$have, not $$want"; rm -rf $(VENV); \
+	  fi; \
+	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -6,9 +6,16 @@ through `handle` by child processes that alternate between the two versions (ABB
 each child reports its best CPU time of three passes. The ratio of the medians and the ratio of
 each pair are the figures to read; both versions must make the same number of decisions.
 
-    .venv/bin/python benchmarks/core_ab.py --base main~3 [--rounds 6] [--quick]
+The base side can also run under another interpreter (`--base-python`), to compare CPython
+builds on the same code: it then runs in a scratch venv of that interpreter holding the two
+packages the replay imports (pyyaml, psutil).
 
-Writes benchmarks/results/core_ab.json with a machine description.
+    .venv/bin/python benchmarks/core_ab.py --base main~3 [--rounds 6] [--quick]
+    .venv/bin/python benchmarks/core_ab.py --base HEAD \
+        --base-python ~/.pyenv/versions/3.11.7/bin/python3.11 \
+        --results benchmarks/results/interpreter_ab.json
+
+Writes benchmarks/results/core_ab.json (or --results) with a machine description.
 """
 
 from __future__ import annotations
@@ -20,10 +27,8 @@ import pickle
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,15 +64,36 @@ def export_revision(revision: str, into: Path) -> Path:
         capture_output=True,
         check=True,
     ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
 
-def run_child(tree: Path, log_path: Path) -> dict[str, float]:
+def scratch_venv(python: str, into: Path) -> str:
+    """A venv of `python` with what the replay child imports besides the package itself."""
+    subprocess.run([python, "-m", "venv", str(into)], check=True)
+    pip = [str(into / "bin" / "python"), "-m", "pip", "install", "-q", "pyyaml", "psutil"]
+    subprocess.run(pip, check=True)
+    return str(into / "bin" / "python")
+
+
+def interpreter(python: str) -> str:
+    """What a side's interpreter is: version, path and how it was built."""
+    probe = (  # whether the interpreter runs from libpython is read off its own memory map
+        "import sys, sysconfig; maps = open('/proc/self/maps').read(); "
+        "print(sys.version.split()[0], sys._base_executable, "
+        "'libpython shared' if 'libpython' in maps else 'libpython linked in', "
+        "sysconfig.get_config_var('CONFIG_ARGS'))"
+    )
+    return subprocess.run(
+        [python, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def run_child(python: str, tree: Path, log_path: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}"}
     done = subprocess.run(
-        [sys.executable, __file__, "--child", str(log_path)],
+        [python, __file__, "--child", str(log_path)],
         env=env,
         capture_output=True,
         text=True,
@@ -84,6 +110,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--base", default="main", help="git revision to compare against")
     parser.add_argument("--rounds", type=int, default=6, help="pairs of runs (ABBA order)")
     parser.add_argument("--quick", action="store_true", help="the small log of core_bench")
+    parser.add_argument("--base-python", help="run the base side under this interpreter")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -100,12 +128,18 @@ def main(argv: list[str]) -> int:
         log_path = Path(scratch) / "inputs.pickle"
         log_path.write_bytes(pickle.dumps(inputs))
         trees = {"base": export_revision(args.base, Path(scratch) / "base"), "work": ROOT}
+        pythons = {"base": sys.executable, "work": sys.executable}
+        if args.base_python:
+            pythons["base"] = scratch_venv(args.base_python, Path(scratch) / "venv")
+        builds = {name: interpreter(python) for name, python in pythons.items()}
+        for name, build in builds.items():
+            print(f"{name}: {build}")
         cpu: dict[str, list[float]] = {"base": [], "work": []}
         decisions: dict[str, float] = {}
         for round_no in range(args.rounds):
             order = ("base", "work") if round_no % 2 == 0 else ("work", "base")
             for name in order:
-                result = run_child(trees[name], log_path)
+                result = run_child(pythons[name], trees[name], log_path)
                 cpu[name].append(result["cpu_s"])
                 decisions[name] = result["decisions"]
             print(
@@ -128,6 +162,7 @@ def main(argv: list[str]) -> int:
         "benchmark": "core_ab",
         "started_at": time.time(),
         "base": args.base,
+        "interpreters": builds,
         "machine": {**describe_machine(), "load_average_1m_at_start": load_at_start},
         "workload": {"changes": changes, "concurrency": concurrency, "inputs": len(inputs)},
         "results": {
@@ -141,9 +176,9 @@ def main(argv: list[str]) -> int:
             "speedup_per_pair": pairs,
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS}")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.results}")
     return 0
 
 

@@ -207,7 +207,7 @@ class Releases:
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         with tarfile.open(fileobj=io.BytesIO(self._store.get(artifact)), mode="r:gz") as tar:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, members=_contained_members(tar, dest, artifact))
 
     def _journal(self, env: str) -> Journal:
         self._check_env(env)
@@ -218,6 +218,37 @@ class Releases:
             raise ReleaseError(
                 f"unknown environment {env!r}; choose one of {', '.join(self._environments)}"
             )
+
+
+def _contained_members(tar: tarfile.TarFile, dest: Path, artifact: str) -> list[tarfile.TarInfo]:
+    """The tarball's members, refused whole if one could write outside `dest`: only files,
+    directories and links that stay inside it. This is what tarfile's "data" filter checks,
+    spelled out because Python 3.11 before 3.11.4 (Debian 12's) has no extraction filters."""
+    root = dest.resolve()
+    members = tar.getmembers()
+    for member in members:
+        problem = ""
+        if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            problem = "is not a file, directory or link"
+        elif not _inside(root, root / member.name):
+            problem = "would be written outside the slot"
+        elif (member.issym() or member.islnk()) and not _inside(root, _target(root, member)):
+            problem = f"links to {member.linkname!r}, outside the slot"
+        if problem:
+            raise ReleaseError(
+                f"artifact {artifact}: member {member.name!r} {problem}; "
+                "rebuild it from the repository's tree"
+            )
+    return members
+
+
+def _target(root: Path, link: tarfile.TarInfo) -> Path:
+    """Where a link points: a symlink from its own directory, a hard link from the root."""
+    return (root / link.name).parent / link.linkname if link.issym() else root / link.linkname
+
+
+def _inside(root: Path, path: Path) -> bool:
+    return path.resolve().is_relative_to(root)
 
 
 def _current(history: tuple[Release, ...]) -> Release | None:

@@ -15,15 +15,24 @@ from sdlcflow.artifacts import (
 )
 
 
-def _bundle(store: ArtifactStore, version: str) -> str:
-    """A tiny release tarball whose VERSION file says which build it is."""
+def _bundle(store: ArtifactStore, version: str, *extra: tarfile.TarInfo) -> str:
+    """A tiny release tarball whose VERSION file says which build it is (plus `extra`
+    members without content: links, directories, devices, files of size 0)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         data = version.encode()
         info = tarfile.TarInfo("VERSION")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
+        for member in extra:
+            tar.addfile(member, io.BytesIO(b""))
     return store.put(gzip.compress(raw.getvalue(), mtime=0))
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
 
 
 def _smoke_requires(healthy: set[str]):  # type: ignore[no-untyped-def]
@@ -151,3 +160,46 @@ class TestReleases:
         )
         assert releases.current("prod") is None
         assert releases.history("prod") == ()
+
+
+class TestUnpacking:
+    """A release never writes outside its slot, whatever the tarball says."""
+
+    @pytest.mark.parametrize(
+        ("member", "problem"),
+        [
+            (_member("../escaped"), "outside the slot"),
+            (_member("/etc/escaped"), "outside the slot"),
+            (_member("bin/tool", tarfile.SYMTYPE, "../../../escaped"), "outside the slot"),
+            (_member("bin/abs", tarfile.SYMTYPE, "/etc/passwd"), "outside the slot"),
+            (_member("bin/hard", tarfile.LNKTYPE, "../escaped"), "outside the slot"),
+            (_member("dev/null", tarfile.CHRTYPE), "not a file, directory or link"),
+        ],
+    )
+    def test_a_member_that_could_escape_the_slot_refuses_the_whole_artifact(
+        self, setup: tuple[ArtifactStore, Releases], member: tarfile.TarInfo, problem: str
+    ) -> None:
+        store, releases = setup
+        artifact = _bundle(store, "v1", member)
+        with pytest.raises(ReleaseError, match=problem):
+            releases.deploy(
+                "staging", artifact, "a" * 40, by="d", at=1, why="", smoke=_smoke_requires({"v1"})
+            )
+        assert releases.history("staging") == ()
+        assert not (releases.slot_dir("staging", Slot.BLUE) / "VERSION").exists()
+
+    def test_links_and_directories_inside_the_slot_are_unpacked(
+        self, setup: tuple[ArtifactStore, Releases]
+    ) -> None:
+        store, releases = setup
+        artifact = _bundle(
+            store,
+            "v1",
+            _member("bin", tarfile.DIRTYPE),
+            _member("bin/VERSION", tarfile.SYMTYPE, "../VERSION"),
+        )
+        outcome = releases.deploy(
+            "staging", artifact, "a" * 40, by="d", at=1, why="", smoke=_smoke_requires({"v1"})
+        )
+        slot = releases.slot_dir("staging", outcome.record.slot)
+        assert (slot / "bin" / "VERSION").read_text() == "v1"
