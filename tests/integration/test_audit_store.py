@@ -407,7 +407,9 @@ class TestOutage:
                 publish(kafka_bootstrap, namespace, during.events)
                 wait_until(lambda: store.stats.retries > 0, 120, "writes to fail and be retried")
                 committed = _committed(kafka_bootstrap, group, namespace)
-                assert committed == len(before.events)  # nothing unacknowledged was committed
+                # nothing unacknowledged was committed; fewer may be, when a busy group
+                # coordinator refused the last commit (it is retried, the records re-delivered)
+                assert committed <= len(before.events)
             finally:
                 local.start_server(settings, "cassandra", timeout_s=300)
             total = len(before.events) + len(during.events)
