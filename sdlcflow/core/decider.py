@@ -37,6 +37,7 @@ from sdlcflow.core.events import (
     VerifiedState,
     reviewer_group_capability,
 )
+from sdlcflow.core.evolve import evolve
 from sdlcflow.core.expr import evaluate
 from sdlcflow.core.planner import Template, plan
 from sdlcflow.core.state import (
@@ -48,7 +49,6 @@ from sdlcflow.core.state import (
     RepoState,
     TaskState,
     TaskStatus,
-    evolve,
     inputs_of,
 )
 

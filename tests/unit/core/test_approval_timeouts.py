@@ -17,7 +17,7 @@ from sdlcflow.core import events as ev
 from sdlcflow.core.decider import CoreConfig, approvals_needed, gate_problem
 from sdlcflow.core.events import Actor, ActorKind, PolicyDecision
 from sdlcflow.core.planner import load_templates
-from sdlcflow.core.state import replace
+from sdlcflow.core.records import replace
 
 HOUR = 3_600_000
 ESCALATING = """

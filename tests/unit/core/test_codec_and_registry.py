@@ -21,7 +21,8 @@ from sdlcflow.core.codec import (
     to_plain,
 )
 from sdlcflow.core.decider import HANDLERS
-from sdlcflow.core.state import APPLIERS, RepoState
+from sdlcflow.core.evolve import APPLIERS
+from sdlcflow.core.state import RepoState
 
 
 def _busy_world() -> World:

@@ -11,8 +11,8 @@ from core_world import CLOCK, World
 from sdlcflow.core import events as ev
 from sdlcflow.core import state as core_state
 from sdlcflow.core.decider import NAMESPACE, derive_id, handle
-from sdlcflow.core.records import fast_init
-from sdlcflow.core.state import RepoState, replace
+from sdlcflow.core.records import fast_init, replace
+from sdlcflow.core.state import RepoState
 
 
 class TestDerivedIds:
