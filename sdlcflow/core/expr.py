@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import operator
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
@@ -66,10 +67,10 @@ _LITERAL_NAMES: dict[str, Any] = {"true": True, "false": False, "null": None}
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.Eq: lambda a, b: bool(a == b),
     ast.NotEq: lambda a, b: bool(a != b),
-    ast.Lt: lambda a, b: _ordered(a, b, lambda x, y: x < y),
-    ast.LtE: lambda a, b: _ordered(a, b, lambda x, y: x <= y),
-    ast.Gt: lambda a, b: _ordered(a, b, lambda x, y: x > y),
-    ast.GtE: lambda a, b: _ordered(a, b, lambda x, y: x >= y),
+    ast.Lt: lambda a, b: _ordered(a, b, operator.lt),
+    ast.LtE: lambda a, b: _ordered(a, b, operator.le),
+    ast.Gt: lambda a, b: _ordered(a, b, operator.gt),
+    ast.GtE: lambda a, b: _ordered(a, b, operator.ge),
     ast.In: lambda a, b: a in _iter(b),
     ast.NotIn: lambda a, b: a not in _iter(b),
 }
