@@ -31,7 +31,22 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The core's hot modules compiled with mypyc next to their sources (tools/compile_core.py):
+# 1.2-1.3x the pure core's throughput, the same decisions. Rebuilt when a source the build
+# reads changes (the list is BUILT_FROM in sdlcflow/compiled_core.py); until then sdlcflow.core
+# warns and runs the sources, as it does with SDLCFLOW_PURE_CORE=1. A failed build fails make.
+CORE_BUILT_FROM := $(addprefix sdlcflow/core/,decider.py evolve.py expr.py planner.py records.py \
+                     codec.py events.py state.py)
+CORE_RECORD     := sdlcflow/core/_compiled.json
+
+$(CORE_RECORD): $(CORE_BUILT_FROM) sdlcflow/compiled_core.py tools/compile_core.py $(STAMP)
+	@$(BIN)/python tools/compile_core.py > .core-build.log 2>&1 \
+	  && tail -n 1 .core-build.log \
+	  || { cat .core-build.log >&2; \
+	       echo "error: compiling the core with mypyc failed (full log: .core-build.log)" >&2; \
+	       exit 1; }
+
+install: $(STAMP) $(CORE_RECORD)
 
 # Debian packages: Java 17 and Maven run the local Kafka and Cassandra (Cassandra 5.0 needs
 # exactly Java 17); Chromium and its driver drive the reviewer console in the browser tests;
@@ -63,11 +78,12 @@ status: install
 	$(BIN)/sdlcflow status
 
 lint: install
-	$(BIN)/ruff check sdlcflow tests benchmarks
-	$(BIN)/ruff format --check sdlcflow tests benchmarks
+	$(BIN)/ruff check sdlcflow tests benchmarks tools
+	$(BIN)/ruff format --check sdlcflow tests benchmarks tools
 
 types: install
 	$(BIN)/mypy
+	$(BIN)/mypy tools
 
 check: lint types
 
@@ -84,4 +100,5 @@ demo: up
 	$(BIN)/sdlcflow demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .core-build.log
+	rm -f sdlcflow/core/*.so $(CORE_RECORD)

@@ -1,0 +1,139 @@
+"""Which sdlcflow.core runs: the modules `make install` compiles with mypyc, or their sources.
+
+tools/compile_core.py compiles COMPILED_MODULES into extension modules next to their sources
+(1.2-1.3x the pure core's throughput) and records the sha256 of every source they were built
+from in RECORD. Python imports an extension module in preference to its source, so a source
+edited after the build would be ignored without a word: importing this module, which
+`sdlcflow.core` does first, runs `guard()`, and when the record does not match the sources (or
+SDLCFLOW_PURE_CORE=1) the compiled modules load from their sources instead. All or nothing:
+compiled modules call each other directly, so one stale module means none is used.
+
+It reads the environment and the file system, which the core itself must not (its purity
+test), so it lives outside sdlcflow.core; it is never compiled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import warnings
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+from types import ModuleType
+
+PACKAGE = "sdlcflow.core"
+COMPILED_MODULES = ("decider", "evolve", "expr", "planner", "records")
+# compiled code bakes in what it knew of the modules it imports (types, signatures), so these
+# sources are part of the build too
+BUILT_FROM = (*COMPILED_MODULES, "codec", "events", "state")
+RECORD = "_compiled.json"
+PURE_ENV = "SDLCFLOW_PURE_CORE"
+HERE = Path(__file__).resolve().parent / "core"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Whether the compiled modules may load, and the warning to give when they are stale."""
+
+    compiled: bool
+    warning: str = ""
+
+
+def choose(
+    extensions: Collection[str],
+    sources: Mapping[str, str],
+    record: Mapping[str, str] | None,
+    pure_requested: bool,
+) -> Choice:
+    """Compiled only when every compiled module has an extension and every source the build
+    read still has the digest the record gives it. `extensions` names the modules with one,
+    `sources` maps each of BUILT_FROM to its source's sha256, `record` is the build's."""
+    if pure_requested or not extensions:
+        return Choice(compiled=False)
+    missing = [name for name in COMPILED_MODULES if name not in extensions]
+    if missing:
+        return _stale(f"the compiled core is incomplete (no {missing[0]} extension)")
+    if record is None:
+        return _stale("the compiled core has no build record")
+    for name in BUILT_FROM:
+        if record.get(name) != sources.get(name):
+            return _stale(f"the compiled core is older than {name}.py")
+    return Choice(compiled=True)
+
+
+def _stale(why: str) -> Choice:
+    return Choice(
+        compiled=False,
+        warning=f"sdlcflow.core: {why}; running the pure-Python core (make install rebuilds it)",
+    )
+
+
+def guard() -> None:
+    """Make the compiled modules load from their sources unless `choose` allows them."""
+    extensions = _extensions()
+    pure_requested = os.environ.get(PURE_ENV) == "1"
+    fresh = not pure_requested and bool(extensions)
+    choice = choose(
+        extensions,
+        source_digests() if fresh else {},
+        _read_record() if fresh else None,
+        pure_requested,
+    )
+    if choice.compiled or not extensions:
+        return
+    if choice.warning:
+        warnings.warn(choice.warning, RuntimeWarning, stacklevel=1)
+    if not any(isinstance(finder, _SourceFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SourceFinder())
+
+
+def running_compiled() -> bool:
+    """Whether the imported compiled modules are the extensions (call after importing them)."""
+    return all(_is_extension(sys.modules[f"{PACKAGE}.{name}"]) for name in COMPILED_MODULES)
+
+
+def source_digests(directory: Path = HERE) -> dict[str, str]:
+    """The sha256 of each source a build reads, by module name."""
+    return {
+        name: hashlib.sha256((directory / f"{name}.py").read_bytes()).hexdigest()
+        for name in BUILT_FROM
+    }
+
+
+def _extensions() -> set[str]:
+    names = set(os.listdir(HERE))
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    return {m for m in COMPILED_MODULES if any(m + suffix in names for suffix in suffixes)}
+
+
+def _read_record() -> dict[str, str] | None:
+    try:
+        built_from = json.loads((HERE / RECORD).read_text())["built_from"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return built_from if isinstance(built_from, dict) else None
+
+
+def _is_extension(module: ModuleType) -> bool:
+    return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
+
+
+class _SourceFinder:
+    """A `sys.meta_path` finder that serves exactly the compiled modules from their sources."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        package, _, name = fullname.rpartition(".")
+        if package != PACKAGE or name not in COMPILED_MODULES:
+            return None
+        return importlib.util.spec_from_file_location(fullname, HERE / f"{name}.py")
+
+
+guard()
