@@ -1,10 +1,12 @@
-"""Is the pure core faster than it was? The working tree against a git revision, side by side.
+"""Is the core faster than it was? The working tree against a git revision, side by side.
 
 On a shared machine absolute figures move with the load, so this compares two versions of
 `sdlcflow.core` in one run: core_bench's input log (built once, by the working tree) is replayed
 through `handle` by child processes that alternate between the two versions (ABBA order), and
 each child reports its best CPU time of three passes. The ratio of the medians and the ratio of
-each pair are the figures to read; both versions must make the same number of decisions.
+each pair are the figures to read. Both versions must make the same decisions: each child also
+digests every decision and the final state, and says whether its core ran compiled (a git
+export has no extensions, so the base side runs pure; see sdlcflow/compiled_core.py).
 
 The base side can also run under another interpreter (`--base-python`), to compare CPython
 builds on the same code: it then runs in a scratch venv of that interpreter holding the two
@@ -21,6 +23,7 @@ Writes benchmarks/results/core_ab.json (or --results) with a machine description
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pickle
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "core_ab.json"
@@ -37,9 +41,13 @@ PASSES = 3
 
 
 def replay_child(log_path: str) -> None:
-    """In a child whose PYTHONPATH picks the version: best CPU seconds of replaying the log."""
+    """In a child whose PYTHONPATH picks the version: best CPU seconds of replaying the log,
+    whether its core ran compiled, and a digest of every decision and the final state (an
+    untimed pass) so the two sides are shown to decide exactly alike, not just as often."""
     from core_bench import CONFIG
 
+    import sdlcflow.core
+    from sdlcflow.core.codec import canonical_json, to_plain
     from sdlcflow.core.decider import handle
     from sdlcflow.core.state import RepoState
 
@@ -52,7 +60,15 @@ def replay_child(log_path: str) -> None:
             state, out = handle(state, event, CONFIG)
             decisions += len(out)
         best = min(best, time.process_time() - started)
-    print(json.dumps({"cpu_s": best, "decisions": decisions}))
+    digest, state = hashlib.sha256(), RepoState()
+    for event in inputs:
+        state, out = handle(state, event, CONFIG)
+        for decision in out:
+            digest.update(canonical_json(to_plain(decision)))
+    digest.update(canonical_json(state.to_plain()))
+    compiled = getattr(sdlcflow.core, "COMPILED", False)  # revisions before the compiled core
+    result = {"cpu_s": best, "decisions": decisions, "digest": digest.hexdigest()}
+    print(json.dumps({**result, "compiled": compiled}))
 
 
 def export_revision(revision: str, into: Path) -> Path:
@@ -90,7 +106,7 @@ def interpreter(python: str) -> str:
     ).stdout.strip()
 
 
-def run_child(python: str, tree: Path, log_path: Path) -> dict[str, float]:
+def run_child(python: str, tree: Path, log_path: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}"}
     done = subprocess.run(
         [python, __file__, "--child", str(log_path)],
@@ -101,7 +117,7 @@ def run_child(python: str, tree: Path, log_path: Path) -> dict[str, float]:
     )
     if done.returncode != 0:
         raise SystemExit(f"replay under {tree} failed:\n{done.stderr}")
-    result: dict[str, float] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
@@ -136,12 +152,16 @@ def main(argv: list[str]) -> int:
             print(f"{name}: {build}")
         cpu: dict[str, list[float]] = {"base": [], "work": []}
         decisions: dict[str, float] = {}
+        digests: dict[str, set[str]] = {"base": set(), "work": set()}
+        compiled: dict[str, set[bool]] = {"base": set(), "work": set()}
         for round_no in range(args.rounds):
             order = ("base", "work") if round_no % 2 == 0 else ("work", "base")
             for name in order:
                 result = run_child(pythons[name], trees[name], log_path)
                 cpu[name].append(result["cpu_s"])
                 decisions[name] = result["decisions"]
+                digests[name].add(result["digest"])
+                compiled[name].add(result["compiled"])
             print(
                 f"round {round_no + 1}: base {cpu['base'][-1]:.3f} s, "
                 f"work {cpu['work'][-1]:.3f} s CPU"
@@ -149,10 +169,14 @@ def main(argv: list[str]) -> int:
     pairs = [b / w for b, w in zip(cpu["base"], cpu["work"], strict=True)]
     base_median, work_median = statistics.median(cpu["base"]), statistics.median(cpu["work"])
     speedup = base_median / work_median
+    identical = len(digests["base"] | digests["work"]) == 1
+    cores = {name: " or ".join(sorted(map(_core_name, ran))) for name, ran in compiled.items()}
     print(
         f"input log: {len(inputs):,} events; decisions base {decisions['base']:,.0f}, "
-        f"work {decisions['work']:,.0f}"
+        f"work {decisions['work']:,.0f}; "
+        f"{'identical' if identical else 'DIFFERENT'} decisions and final states"
     )
+    print(f"core: base {cores['base']}, working tree {cores['work']}")
     print(
         f"base ({args.base}): {len(inputs) / base_median:,.0f} inputs/s per core of CPU time; "
         f"working tree: {len(inputs) / work_median:,.0f}/s; speed-up {speedup:.2f}x "
@@ -167,6 +191,8 @@ def main(argv: list[str]) -> int:
         "workload": {"changes": changes, "concurrency": concurrency, "inputs": len(inputs)},
         "results": {
             "decisions": decisions,
+            "decisions_identical": identical,
+            "core": cores,
             "cpu_seconds": cpu,
             "inputs_per_cpu_s_median": {
                 "base": len(inputs) / base_median,
@@ -179,7 +205,11 @@ def main(argv: list[str]) -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.results}")
-    return 0
+    return 0 if identical else 1
+
+
+def _core_name(compiled: bool) -> str:
+    return "compiled" if compiled else "pure"
 
 
 if __name__ == "__main__":
