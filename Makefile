@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml Makefile
 # 1.2-1.3x the pure core's throughput, the same decisions. Rebuilt when a source the build
 # reads changes (the list is BUILT_FROM in sdlcflow/compiled_core.py); until then sdlcflow.core
 # warns and runs the sources, as it does with SDLCFLOW_PURE_CORE=1. A failed build fails make.
-CORE_BUILT_FROM := $(addprefix sdlcflow/core/,decider.py evolve.py expr.py planner.py records.py \
+CORE_BUILT_FROM := $(addprefix sdlcflow/core/,decider.py fold.py expr.py planner.py records.py \
                      codec.py events.py state.py)
 CORE_RECORD     := sdlcflow/core/_compiled.json
 

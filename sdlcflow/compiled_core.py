@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 
 PACKAGE = "sdlcflow.core"
-COMPILED_MODULES = ("decider", "evolve", "expr", "planner", "records")
+COMPILED_MODULES = ("decider", "expr", "fold", "planner", "records")
 # compiled code bakes in what it knew of the modules it imports (types, signatures), so these
 # sources are part of the build too
 BUILT_FROM = (*COMPILED_MODULES, "codec", "events", "state")

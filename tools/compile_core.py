@@ -1,7 +1,7 @@
 """Compile the core's hot modules with mypyc and put the extensions next to their sources.
 
 `make install` runs this after the pip install (and again when a source it reads changes):
-the compiled decider, evolve, planner, expr and records run the core 1.2-1.3x faster with
+the compiled decider, fold (evolve), planner, expr and records run the core 1.2-1.3x faster with
 the same decisions. The extensions and the build record (the sha256 of every source the build
 read, which `sdlcflow.compiled_core` checks at import) land in sdlcflow/core, gitignored.
 

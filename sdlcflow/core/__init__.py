@@ -12,8 +12,8 @@ state and publishes the returned decisions.
 from sdlcflow.compiled_core import running_compiled
 from sdlcflow.core.decider import CoreConfig, decide, derive_id, gate_problem, handle
 from sdlcflow.core.events import EVENT_TYPES, ActorScope, Envelope, Event, TaskContract
-from sdlcflow.core.evolve import evolve
 from sdlcflow.core.expr import ExpressionError
+from sdlcflow.core.fold import evolve
 from sdlcflow.core.planner import Template, TemplateError, load_templates, parse_template, plan
 from sdlcflow.core.state import RepoState
 

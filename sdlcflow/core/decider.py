@@ -37,8 +37,8 @@ from sdlcflow.core.events import (
     VerifiedState,
     reviewer_group_capability,
 )
-from sdlcflow.core.evolve import evolve
 from sdlcflow.core.expr import evaluate
+from sdlcflow.core.fold import evolve
 from sdlcflow.core.planner import Template, plan
 from sdlcflow.core.state import (
     DONE,

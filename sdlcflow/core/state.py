@@ -1,7 +1,7 @@
 """The coordinator's state for one repository: the records `evolve` folds events into.
 
 State is a fold of the coordinator's decisions (DESIGN.md, Functional core): replaying
-`sdlc.coordinator` from the start through `evolve` (sdlcflow.core.evolve) rebuilds it exactly.
+`sdlc.coordinator` from the start through `evolve` (sdlcflow.core.fold) rebuilds it exactly.
 
 Values are frozen dataclasses; collections are tuples, frozensets and mappings that are
 never mutated after construction (copy on write), so a state can be shared freely.

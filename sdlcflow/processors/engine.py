@@ -27,7 +27,7 @@ from sdlcflow.core import events as ev
 from sdlcflow.core.decider import COORDINATOR as COORDINATOR_ACTOR
 from sdlcflow.core.decider import CoreConfig, derive_id, handle
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event
-from sdlcflow.core.evolve import evolve
+from sdlcflow.core.fold import evolve
 from sdlcflow.core.state import RepoState, TaskState, TaskStatus
 from sdlcflow.observability.spans import handling
 from sdlcflow.processors.routing import topics_for

@@ -24,7 +24,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from sdlcflow.core.events import Event
-from sdlcflow.core.evolve import evolve
+from sdlcflow.core.fold import evolve
 from sdlcflow.core.state import RepoState
 from sdlcflow.processors.engine import TICK_REPO_PREFIX
 from sdlcflow.processors.storage import repo_of_closed_key, state_plain

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sdlcflow.core import events as ev
 from sdlcflow.core.decider import CoreConfig, handle
 from sdlcflow.core.events import Actor, ActorKind, ActorScope, Envelope, Event, Payload
-from sdlcflow.core.evolve import evolve
+from sdlcflow.core.fold import evolve
 from sdlcflow.core.planner import load_templates, packaged_template_texts
 from sdlcflow.core.state import RepoState, TaskState
 

@@ -21,7 +21,7 @@ from sdlcflow.core.codec import (
     to_plain,
 )
 from sdlcflow.core.decider import HANDLERS
-from sdlcflow.core.evolve import APPLIERS
+from sdlcflow.core.fold import APPLIERS
 from sdlcflow.core.state import RepoState
 
 

@@ -16,7 +16,7 @@ from core_world import CONFIG, World
 from sdlcflow.core import events as ev
 from sdlcflow.core.codec import event_from_plain, event_to_plain
 from sdlcflow.core.decider import handle
-from sdlcflow.core.evolve import evolve
+from sdlcflow.core.fold import evolve
 from sdlcflow.core.state import RepoState
 
 GOLDEN = Path(__file__).parent / "golden" / "incident_v1.json"

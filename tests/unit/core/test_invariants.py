@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sdlcflow.core import events as ev
 from sdlcflow.core.codec import canonical_json
 from sdlcflow.core.events import Actor, ActorKind, Event
-from sdlcflow.core.evolve import evolve
+from sdlcflow.core.fold import evolve
 from sdlcflow.core.state import DONE, ChangeState, RepoState, TaskStatus
 
 CHANGE_IDS = ("c1", "c2", "c3")
@@ -557,5 +557,5 @@ TestInvariant4EveryFailureEndsInRetryOrDeadLetterAndEscalation = EveryFailureEnd
 TestInvariant5ReplayOfTheLogRebuildsIdenticalState = ReplayRebuildsState.TestCase
 TestInvariant6DuplicatedReorderedReplayedInputsChangeNothing = DuplicatesChangeNothing.TestCase
 TestInvariant8ActorsActOnlyWithinScope = ActorsStayInScope.TestCase
-# what the hot path's in-place shortcuts rely on (sdlcflow.core.evolve._remember)
+# what the hot path's in-place shortcuts rely on (sdlcflow.core.fold._remember)
 TestHandleAndEvolveNeverChangeAStateTheyAreGiven = GivenStatesStayUntouched.TestCase

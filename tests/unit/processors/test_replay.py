@@ -9,7 +9,7 @@ from processors_harness import make_harness
 
 from sdlcflow.core.decider import handle
 from sdlcflow.core.events import ChangeCancelled, Envelope, Event
-from sdlcflow.core.evolve import evolve
+from sdlcflow.core.fold import evolve
 from sdlcflow.core.state import RepoState
 from sdlcflow.processors.config import ProcessorConfig
 from sdlcflow.processors.replay import _is_prefix_fold, plain_states
