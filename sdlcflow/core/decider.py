@@ -40,6 +40,7 @@ from sdlcflow.core.events import (
 from sdlcflow.core.expr import evaluate
 from sdlcflow.core.fold import evolve
 from sdlcflow.core.planner import Template, plan
+from sdlcflow.core.records import replace
 from sdlcflow.core.state import (
     DONE,
     TERMINAL,
@@ -299,9 +300,10 @@ def _on_change_requested(run: _Run, event: Event) -> None:
     if change_id in run.state.closed:
         run.reject(InputRejection.CHANGE_CLOSED, f"change closed as {run.state.closed[change_id]}")
         return
-    if change_id in run.state.changes:
+    live = run.state.changes.get(change_id)
+    if live is not None:
         update = ev.ChangeUpdated(p.base_sha, p.head_sha, p.lockfile_digest, p.paths, p.resources)
-        _revise(run, change_id, ev.ReviseReason.HEAD_MOVED, update)
+        _producer_update(run, live, update)
         return
     template = run.config.templates.get(p.template)
     if template is None:
@@ -331,7 +333,22 @@ def _on_change_updated(run: _Run, event: Event) -> None:
     p: ev.ChangeUpdated = event.payload  # type: ignore[assignment]
     change = _live_change(run, event)
     if change is not None:
-        _revise(run, change.change_id, ev.ReviseReason.HEAD_MOVED, p)
+        _producer_update(run, change, p)
+
+
+def _producer_update(run: _Run, change: ChangeState, update: ev.ChangeUpdated) -> None:
+    """The producer says the change's head (or base or lockfile) is now `update`'s.
+
+    An update older than the one that last set the head is stale (reordered, or a replay of one
+    that found nothing to change then), so it changes nothing now either. The base the
+    coordinator re-verified the change on, on top of a landed change, stays: an update naming a
+    base the change left for it would test the change without what landed (the motivating
+    incident)."""
+    if run.now < change.updated_at:
+        return
+    if update.base_sha in change.left_bases:
+        update = replace(update, base_sha=change.state.base_sha)
+    _revise(run, change.change_id, ev.ReviseReason.HEAD_MOVED, update)
 
 
 def _on_change_cancelled(run: _Run, event: Event) -> None:

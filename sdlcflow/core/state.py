@@ -99,7 +99,13 @@ class TaskState:
 @fast_init
 @dataclass(frozen=True)
 class ChangeState:
-    """One live change: its facts, the state tuple it is verifying, its tasks and claims."""
+    """One live change: its facts, the state tuple it is verifying, its tasks and claims.
+
+    `updated_at` is the time of the producer's input that last set the change's head (its
+    request or an update); an update older than that is stale. `left_bases` are the bases the
+    change left when the coordinator re-verified it on top of a landed change; an update naming
+    one cannot take the change back under them.
+    """
 
     change_id: str
     template: str
@@ -117,6 +123,8 @@ class ChangeState:
     evidence_digest: str = ""
     policy_approvals: int = 0
     processed: frozenset[str] = frozenset()
+    updated_at: int = 0
+    left_bases: tuple[str, ...] = ()
 
 
 @fast_init

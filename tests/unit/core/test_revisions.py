@@ -22,6 +22,18 @@ class TestHeadMoves:
         assert world.request("c1") == ()
         assert world.state == before
 
+    def test_an_update_older_than_the_one_that_set_the_head_changes_nothing(self) -> None:
+        world = World()
+        world.request("c1")
+        late = world.event(ev.ChangeUpdated("b0", "h2", "l1"), PRODUCER, change_id="c1")
+        world.now += 10
+        _move(world, "c1", "h3", ())
+        before = world.state
+        # the update made before h3's arrives after it (reordered, or replayed)
+        assert world.feed(late) == ()
+        assert world.state == before
+        assert world.state.changes["c1"].state.head_sha == "h3"
+
     def test_new_head_reruns_every_task_with_new_inputs_and_keeps_epochs(self) -> None:
         world = World()
         world.request("c1")
