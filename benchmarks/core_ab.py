@@ -8,11 +8,13 @@ each pair are the figures to read. Both versions must make the same decisions: e
 digests every decision and the final state, and says whether its core ran compiled (a git
 export has no extensions, so the base side runs pure; see sdlcflow/compiled_core.py).
 
-The base side can also run under another interpreter (`--base-python`), to compare CPython
+The base side runs the pure core unless `--compile-base` compiles it with its own
+tools/compile_core.py (the working tree runs whichever core `make install` left it). The base
+side can also run under another interpreter (`--base-python`), to compare CPython
 builds on the same code: it then runs in a scratch venv of that interpreter holding the two
 packages the replay imports (pyyaml, psutil).
 
-    .venv/bin/python benchmarks/core_ab.py --base main~3 [--rounds 6] [--quick]
+    .venv/bin/python benchmarks/core_ab.py --base main~3 [--rounds 6] [--quick] [--compile-base]
     .venv/bin/python benchmarks/core_ab.py --base HEAD \
         --base-python ~/.pyenv/versions/3.11.7/bin/python3.11 \
         --results benchmarks/results/interpreter_ab.json
@@ -75,7 +77,7 @@ def export_revision(revision: str, into: Path) -> Path:
     """The package (and the schemas its `sdlcflow/schemas` link points at) as it was at
     `revision`, unpacked under `into`."""
     archive = subprocess.run(
-        ["git", "archive", revision, "sdlcflow", "schemas"],
+        ["git", "archive", revision, "sdlcflow", "schemas", "tools"],
         cwd=ROOT,
         capture_output=True,
         check=True,
@@ -127,6 +129,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=6, help="pairs of runs (ABBA order)")
     parser.add_argument("--quick", action="store_true", help="the small log of core_bench")
     parser.add_argument("--base-python", help="run the base side under this interpreter")
+    parser.add_argument(
+        "--compile-base", action="store_true", help="compile the base's core with mypyc too"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -147,6 +152,9 @@ def main(argv: list[str]) -> int:
         pythons = {"base": sys.executable, "work": sys.executable}
         if args.base_python:
             pythons["base"] = scratch_venv(args.base_python, Path(scratch) / "venv")
+        if args.compile_base:  # the base's own build script, as `make install` would run it
+            build = [pythons["base"], str(trees["base"] / "tools" / "compile_core.py")]
+            subprocess.run(build, cwd=trees["base"], check=True)
         builds = {name: interpreter(python) for name, python in pythons.items()}
         for name, build in builds.items():
             print(f"{name}: {build}")

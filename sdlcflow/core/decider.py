@@ -40,7 +40,7 @@ from sdlcflow.core.events import (
 from sdlcflow.core.expr import evaluate
 from sdlcflow.core.fold import evolve
 from sdlcflow.core.planner import Template, plan
-from sdlcflow.core.records import replace
+from sdlcflow.core.records import build, replace
 from sdlcflow.core.state import (
     DONE,
     TERMINAL,
@@ -146,21 +146,24 @@ class _Run:
         the actor, its id is `derive_id(cause, index)`; fold it into the working state."""
         out = self.out
         h = hashlib.sha1(self.id_prefix + b"%d" % len(out)).hexdigest()
-        envelope = Envelope(
-            f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}",
-            type(payload).__name__,
-            self.now,
-            self.repo,
-            change_id,
-            task_id,
-            self.trace_id,
-            self.cause_id,
-            COORDINATOR,
-            1,
-            None,
-            None,
+        envelope = build(  # every field, in field order
+            Envelope,
+            {
+                "event_id": f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}",
+                "type": type(payload).__name__,
+                "occurred_at": self.now,
+                "repo": self.repo,
+                "change_id": change_id,
+                "task_id": task_id,
+                "trace_id": self.trace_id,
+                "causation_id": self.cause_id,
+                "actor": COORDINATOR,
+                "schema_version": 1,
+                "signature": None,
+                "credential": None,
+            },
         )
-        event = Event(envelope, payload, None)
+        event = build(Event, {"envelope": envelope, "payload": payload, "scope": None})
         self.state = evolve(self.state, event)
         out.append(event)
 
