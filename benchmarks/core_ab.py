@@ -77,7 +77,7 @@ def export_revision(revision: str, into: Path) -> Path:
     """The package (and the schemas its `sdlcflow/schemas` link points at) as it was at
     `revision`, unpacked under `into`."""
     archive = subprocess.run(
-        ["git", "archive", revision, "sdlcflow", "schemas", "tools"],
+        ["git", "archive", revision, "sdlcflow", "schemas", "tools", "pyproject.toml"],
         cwd=ROOT,
         capture_output=True,
         check=True,

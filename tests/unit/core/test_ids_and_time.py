@@ -105,6 +105,10 @@ class TestFastConstruction:
             )
             assert event.envelope == expected
             assert event.scope is None
+            # built from field dicts: every field, in field order, as the constructors do
+            assert list(vars(event.envelope)) == list(vars(expected))
+            assert vars(event) == vars(ev.Event(event.envelope, event.payload, None))
+            assert list(vars(event)) == ["envelope", "payload", "scope"]
 
     def test_replace_matches_dataclasses_replace(self) -> None:
         state = RepoState(repo="r", watermark=5)
