@@ -76,8 +76,13 @@ def replay_child(log_path: str) -> None:
 def export_revision(revision: str, into: Path) -> Path:
     """The package (and the schemas its `sdlcflow/schemas` link points at) as it was at
     `revision`, unpacked under `into`."""
+    paths = [
+        path  # tools/ (the core's build) is younger than some revisions worth comparing with
+        for path in ("sdlcflow", "schemas", "tools", "pyproject.toml")
+        if subprocess.run(["git", "cat-file", "-e", f"{revision}:{path}"], cwd=ROOT).returncode == 0
+    ]
     archive = subprocess.run(
-        ["git", "archive", revision, "sdlcflow", "schemas", "tools", "pyproject.toml"],
+        ["git", "archive", revision, *paths],
         cwd=ROOT,
         capture_output=True,
         check=True,
