@@ -11,6 +11,7 @@ pointer is never stored anywhere but in the log, so `current(env)` is always exp
 from __future__ import annotations
 
 import io
+import posixpath
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -207,7 +208,7 @@ class Releases:
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         with tarfile.open(fileobj=io.BytesIO(self._store.get(artifact)), mode="r:gz") as tar:
-            tar.extractall(dest, members=_contained_members(tar, dest, artifact))
+            _unpack_into(tar, dest, artifact)
 
     def _journal(self, env: str) -> Journal:
         self._check_env(env)
@@ -220,35 +221,68 @@ class Releases:
             )
 
 
-def _contained_members(tar: tarfile.TarFile, dest: Path, artifact: str) -> list[tarfile.TarInfo]:
-    """The tarball's members, refused whole if one could write outside `dest`: only files,
-    directories and links that stay inside it. This is what tarfile's "data" filter checks,
-    spelled out because Python 3.11 before 3.11.4 (Debian 12's) has no extraction filters."""
-    root = dest.resolve()
+def _unpack_into(tar: tarfile.TarFile, dest: Path, artifact: str) -> None:
+    """Write the tarball's files, directories and symlinks under `dest`, refusing the whole
+    artifact first if any member could reach outside it. Written here rather than by
+    `extractall`: Python 3.11 before 3.11.4 (Debian 12's) has no extraction filters. Only
+    relative names without `..`, no member below a symlink of the archive, no name twice,
+    symlinks that resolve inside the slot by their names alone, no hard links or devices;
+    modes lose setuid, setgid and group/other write, and nothing is chowned."""
     members = tar.getmembers()
+    links = {posixpath.normpath(m.name) for m in members if m.issym()}
+    seen: set[str] = set()
     for member in members:
-        problem = ""
-        if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-            problem = "is not a file, directory or link"
-        elif not _inside(root, root / member.name):
-            problem = "would be written outside the slot"
-        elif (member.issym() or member.islnk()) and not _inside(root, _target(root, member)):
-            problem = f"links to {member.linkname!r}, outside the slot"
+        name = posixpath.normpath(member.name)
+        problem = _member_problem(member, name, links, seen)
         if problem:
             raise ReleaseError(
                 f"artifact {artifact}: member {member.name!r} {problem}; "
                 "rebuild it from the repository's tree"
             )
-    return members
+        seen.add(name)
+    for member in members:
+        target = dest / posixpath.normpath(member.name)
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif member.issym():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(member.linkname)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None, "a regular file has content"
+            with source, open(target, "xb") as out:
+                shutil.copyfileobj(source, out)
+        if not member.issym():
+            target.chmod(member.mode & 0o755)
 
 
-def _target(root: Path, link: tarfile.TarInfo) -> Path:
-    """Where a link points: a symlink from its own directory, a hard link from the root."""
-    return (root / link.name).parent / link.linkname if link.issym() else root / link.linkname
+def _member_problem(member: tarfile.TarInfo, name: str, links: set[str], seen: set[str]) -> str:
+    """Why a member may not be unpacked into a slot ("" when it may)."""
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts or name == ".":
+        return "would be written outside the slot"
+    if not (member.isfile() or member.isdir() or member.issym()):
+        return "is not a file, directory or symlink"
+    if name in seen:
+        return "appears twice"
+    if _through_link(parts, links):
+        return "lies below a symlink of the artifact"
+    if member.issym():
+        # read by name alone, which is how the system resolves it unless a symlink is on the way
+        steps = posixpath.join(posixpath.dirname(name), member.linkname).split("/")
+        pointed = posixpath.normpath("/".join(steps))
+        if member.linkname.startswith("/") or pointed == ".." or pointed.startswith("../"):
+            return f"links to {member.linkname!r}, outside the slot"
+        if _through_link(steps, links) or pointed in links:
+            return f"links to {member.linkname!r} through a symlink of the artifact"
+    return ""
 
 
-def _inside(root: Path, path: Path) -> bool:
-    return path.resolve().is_relative_to(root)
+def _through_link(steps: list[str], links: set[str]) -> bool:
+    """Does a path pass through one of the archive's symlinks before its last step?"""
+    prefixes = ("/".join(steps[:depth]) for depth in range(1, len(steps)))
+    return any(posixpath.normpath(prefix) in links for prefix in prefixes)
 
 
 def _current(history: tuple[Release, ...]) -> Release | None:

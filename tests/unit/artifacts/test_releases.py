@@ -166,21 +166,48 @@ class TestUnpacking:
     """A release never writes outside its slot, whatever the tarball says."""
 
     @pytest.mark.parametrize(
-        ("member", "problem"),
+        ("members", "problem"),
         [
-            (_member("../escaped"), "outside the slot"),
-            (_member("/etc/escaped"), "outside the slot"),
-            (_member("bin/tool", tarfile.SYMTYPE, "../../../escaped"), "outside the slot"),
-            (_member("bin/abs", tarfile.SYMTYPE, "/etc/passwd"), "outside the slot"),
-            (_member("bin/hard", tarfile.LNKTYPE, "../escaped"), "outside the slot"),
-            (_member("dev/null", tarfile.CHRTYPE), "not a file, directory or link"),
+            ((_member("../escaped"),), "outside the slot"),
+            ((_member("/etc/escaped"),), "outside the slot"),
+            ((_member("bin/../../escaped"),), "outside the slot"),
+            ((_member("bin/tool", tarfile.SYMTYPE, "../../../escaped"),), "outside the slot"),
+            ((_member("bin/abs", tarfile.SYMTYPE, "/etc/passwd"),), "outside the slot"),
+            ((_member("bin/hard", tarfile.LNKTYPE, "VERSION"),), "not a file, directory or"),
+            ((_member("dev/null", tarfile.CHRTYPE),), "not a file, directory or"),
+            ((_member("VERSION"),), "appears twice"),
+            # a chain of symlinks, each harmless by its name alone: q -> d/p/.. is the slot's
+            # parent once d/p -> .. exists, whichever comes first in the archive
+            (
+                (
+                    _member("d", tarfile.DIRTYPE),
+                    _member("d/p", tarfile.SYMTYPE, ".."),
+                    _member("q", tarfile.SYMTYPE, "d/p/.."),
+                ),
+                "through a symlink of the artifact",
+            ),
+            (
+                (
+                    _member("q", tarfile.SYMTYPE, "d/p/.."),
+                    _member("d", tarfile.DIRTYPE),
+                    _member("d/p", tarfile.SYMTYPE, ".."),
+                ),
+                "through a symlink of the artifact",
+            ),
+            (
+                (_member("q", tarfile.SYMTYPE, "."), _member("q/escaped")),
+                "below a symlink of the artifact",
+            ),
         ],
     )
     def test_a_member_that_could_escape_the_slot_refuses_the_whole_artifact(
-        self, setup: tuple[ArtifactStore, Releases], member: tarfile.TarInfo, problem: str
+        self,
+        setup: tuple[ArtifactStore, Releases],
+        members: tuple[tarfile.TarInfo, ...],
+        problem: str,
     ) -> None:
         store, releases = setup
-        artifact = _bundle(store, "v1", member)
+        artifact = _bundle(store, "v1", *members)
         with pytest.raises(ReleaseError, match=problem):
             releases.deploy(
                 "staging", artifact, "a" * 40, by="d", at=1, why="", smoke=_smoke_requires({"v1"})
@@ -203,3 +230,21 @@ class TestUnpacking:
         )
         slot = releases.slot_dir("staging", outcome.record.slot)
         assert (slot / "bin" / "VERSION").read_text() == "v1"
+
+    def test_unpacked_files_lose_setuid_and_group_or_other_write(
+        self, setup: tuple[ArtifactStore, Releases]
+    ) -> None:
+        store, releases = setup
+        tool = _member("tool")
+        tool.mode = 0o6777
+        outcome = releases.deploy(
+            "staging",
+            _bundle(store, "v1", tool),
+            "a" * 40,
+            by="d",
+            at=1,
+            why="",
+            smoke=_smoke_requires({"v1"}),
+        )
+        mode = (releases.slot_dir("staging", outcome.record.slot) / "tool").stat().st_mode
+        assert mode & 0o7777 == 0o755
