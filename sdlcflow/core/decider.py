@@ -343,14 +343,14 @@ def _producer_update(run: _Run, change: ChangeState, update: ev.ChangeUpdated) -
     """The producer says the change's head (or base or lockfile) is now `update`'s.
 
     An update older than the one that last set the head is stale (reordered, or a replay of one
-    that found nothing to change then), so it changes nothing now either. The base the
-    coordinator re-verified the change on, on top of a landed change, stays: an update naming a
-    base the change left for it would test the change without what landed (the motivating
-    incident)."""
+    that found nothing to change then), so it changes nothing now either. Once the coordinator
+    re-verified the change on top of a landed change, the base stays the coordinator's: any base
+    an update names (the branch's merge-base, an update made before the landing) could test the
+    change without what landed (the motivating incident)."""
     if run.now < change.updated_at:
         return
-    if update.base_sha in change.left_bases:
-        update = replace(update, base_sha=change.state.base_sha)
+    if change.landed_base:
+        update = replace(update, base_sha=change.landed_base)
     _revise(run, change.change_id, ev.ReviseReason.HEAD_MOVED, update)
 
 

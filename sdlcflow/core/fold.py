@@ -196,20 +196,17 @@ def _apply_revised(state: RepoState, event: Event) -> RepoState:
         policy_enforced=False,
         evidence_digest="",
         policy_approvals=0,
-        **_moved(change, p, event.envelope.occurred_at),
+        **_moved(p, event.envelope.occurred_at),
     )
     return _put_change(state, revised)
 
 
-def _moved(change: ChangeState, p: ev.ChangeRevised, at: int) -> dict[str, Any]:
+def _moved(p: ev.ChangeRevised, at: int) -> dict[str, Any]:
     """What a revision records of why the change moved: the time of the producer's update that
-    moved its head, or the base it left for a landed change's head."""
+    moved its head, or the landed change's head it now sits on."""
     if p.reason is ev.ReviseReason.HEAD_MOVED:
         return {"updated_at": at}
-    left = change.state.base_sha
-    if left == p.state.base_sha or left in change.left_bases:
-        return {}
-    return {"left_bases": (*change.left_bases, left)}
+    return {"landed_base": p.state.base_sha}
 
 
 def _apply_closed(outcome: Outcome) -> Applier:

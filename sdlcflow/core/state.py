@@ -102,9 +102,9 @@ class ChangeState:
     """One live change: its facts, the state tuple it is verifying, its tasks and claims.
 
     `updated_at` is the time of the producer's input that last set the change's head (its
-    request or an update); an update older than that is stale. `left_bases` are the bases the
-    change left when the coordinator re-verified it on top of a landed change; an update naming
-    one cannot take the change back under them.
+    request or an update); an update older than that is stale. `landed_base` is the head of the
+    last overlapping change that landed before it, which the coordinator re-verified it on top
+    of; from then on the change's base is the coordinator's, whatever base updates name.
     """
 
     change_id: str
@@ -124,7 +124,7 @@ class ChangeState:
     policy_approvals: int = 0
     processed: frozenset[str] = frozenset()
     updated_at: int = 0
-    left_bases: tuple[str, ...] = ()
+    landed_base: str = ""
 
 
 @fast_init

@@ -71,6 +71,20 @@ class TestUpdatesAfterTheLanding:
         assert (state.head_sha, state.base_sha) == ("e2", "a1")
         assert world.replayed() == world.state
 
+    def test_an_update_made_before_the_landing_naming_another_base_keeps_the_landed_one(
+        self,
+    ) -> None:
+        world = World()
+        _requests(world)
+        world.now += 1
+        late = world.event(
+            ev.ChangeUpdated("main1", "e2", "lock-old"), PRODUCER, change_id="env-rename"
+        )
+        _land_auth_bump(world)
+        out = world.feed(late)  # delivered after the landing
+        state = of_type(out, "ChangeRevised")[0].payload.state
+        assert (state.head_sha, state.base_sha) == ("e2", "a1")
+
     def test_an_update_that_found_nothing_to_change_changes_nothing_when_replayed(self) -> None:
         world = World()
         _requests(world)
