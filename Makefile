@@ -14,12 +14,20 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: install sysdeps up down status check lint types unit test demo clean
+.PHONY: install sysdeps up down status check lint types unit test demo clean FORCE
 
-# a venv made by another interpreter than $(PYTHON) is made again (re-run when the Makefile changes)
-$(STAMP): pyproject.toml Makefile
+# The real path of $(PYTHON), rewritten (and so newer than the stamp) only when it changes: a
+# venv made by another interpreter is then made again.
+INTERPRETER := $(VENV)/.interpreter
+WANT_PYTHON  = $$(command -v $(PYTHON) >/dev/null && $(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))')
+
+$(INTERPRETER): FORCE
+	@mkdir -p $(VENV); want=$(WANT_PYTHON); \
+	[ "$$(cat $@ 2>/dev/null)" = "$$want" ] || echo "$$want" > $@
+
+$(STAMP): pyproject.toml Makefile $(INTERPRETER)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
-	@want=$$($(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))'); \
+	@want=$(WANT_PYTHON); \
 	if [ -x $(BIN)/python ]; then \
 	  have=$$($(BIN)/python -c 'import os, sys; print(os.path.realpath(sys._base_executable))'); \
 	  if [ "$$have" != "$$want" ]; then \
@@ -29,6 +37,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@echo $(WANT_PYTHON) > $(INTERPRETER)
 	touch $(STAMP)
 
 # The core's hot modules compiled with mypyc next to their sources (tools/compile_core.py):
@@ -40,6 +49,10 @@ CORE_BUILT_FROM := $(addprefix sdlcflow/core/,decider.py fold.py expr.py planner
 CORE_RECORD     := sdlcflow/core/_compiled.json
 
 $(CORE_RECORD): $(CORE_BUILT_FROM) sdlcflow/compiled_core.py tools/compile_core.py $(STAMP)
+	@command -v gcc >/dev/null && $(BIN)/python -c 'import sysconfig, os, sys; \
+	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	  || { echo "error: compiling the core needs gcc and the Python headers" \
+	       "(Debian: make sysdeps, or apt-get install gcc python3.11-dev)" >&2; exit 1; }
 	@$(BIN)/python tools/compile_core.py > .core-build.log 2>&1 \
 	  && tail -n 1 .core-build.log \
 	  || { cat .core-build.log >&2; \
@@ -52,7 +65,8 @@ install: $(STAMP) $(CORE_RECORD)
 # exactly Java 17); Chromium and its driver drive the reviewer console in the browser tests;
 # PostgreSQL is the lease-table baseline of `sdlcflow bench` (and its integration tests);
 # promtool (Debian's prometheus) checks and unit-tests the alert rules in infra/prometheus;
-# bubblewrap isolates the file system of agents' sandboxed commands (sdlcflow/sandbox.py).
+# bubblewrap isolates the file system of agents' sandboxed commands (sdlcflow/sandbox.py);
+# gcc and the Python headers compile the core (tools/compile_core.py).
 sysdeps:
 	@missing=""; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
@@ -61,6 +75,9 @@ sysdeps:
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	[ "$(PYTHON)" != /usr/bin/python3.11 ] || [ -e /usr/include/python3.11/Python.h ] \
+	  || missing="$$missing python3.11-dev"; \
 	[ -n "$$SDLCFLOW_JAVA_HOME" ] || ls /usr/lib/jvm/*-17-*/bin/java >/dev/null 2>&1 \
 	  || missing="$$missing openjdk-17-jdk-headless"; \
 	if [ -n "$$missing" ]; then \

@@ -75,10 +75,7 @@ def install(built: list[Path], digests: dict[str, str]) -> None:
     """Replace the extensions in the package, record last: until the record is written the
     guard sees extensions without one and runs the sources. Each file is renamed into place,
     so a running process keeps the library it mapped."""
-    (CORE / RECORD).unlink(missing_ok=True)
-    for old in CORE.iterdir():
-        if any(old.name.endswith(suffix) for suffix in EXTENSION_SUFFIXES):
-            old.unlink()
+    remove_build()
     for path in built:
         staged = CORE / f".{path.name}.tmp"
         shutil.copy2(path, staged)
@@ -87,6 +84,14 @@ def install(built: list[Path], digests: dict[str, str]) -> None:
     staged = CORE / f".{RECORD}.tmp"
     staged.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     os.replace(staged, CORE / RECORD)
+
+
+def remove_build() -> None:
+    """The record first, then the extensions: without a record the guard runs the sources."""
+    (CORE / RECORD).unlink(missing_ok=True)
+    for old in CORE.iterdir():
+        if any(old.name.endswith(suffix) for suffix in EXTENSION_SUFFIXES):
+            old.unlink()
 
 
 def check_loads() -> None:
@@ -128,7 +133,11 @@ def main() -> None:
             print(f"scratch kept: {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-    check_loads()
+    try:
+        check_loads()
+    except BuildError:
+        remove_build()  # a record that make would trust, over a build that does not load
+        raise
     modules = ", ".join(COMPILED_MODULES)
     print(f"compiled sdlcflow.core ({modules}) in {time.monotonic() - started:.0f} s")
 
