@@ -66,9 +66,7 @@ def updated(obj: T, changes: Mapping[str, Any]) -> T:
     """A copy of a plain frozen dataclass with some fields changed (the instance dict copied)."""
     fields: dict[str, Any] = obj.__dict__.copy()  # a copy of the whole table, then the changes
     fields.update(changes)
-    new = _new(type(obj))
-    _set(new, "__dict__", fields)
-    return new
+    return build(type(obj), fields)
 
 
 def build(cls: type[T], fields: dict[str, Any]) -> T:
