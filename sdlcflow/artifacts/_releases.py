@@ -229,10 +229,10 @@ def _unpack_into(tar: tarfile.TarFile, dest: Path, artifact: str) -> None:
     symlinks that resolve inside the slot by their names alone, no hard links or devices;
     modes lose setuid, setgid and group/other write, and nothing is chowned."""
     members = tar.getmembers()
-    links = {posixpath.normpath(m.name) for m in members if m.issym()}
+    names = [posixpath.normpath(m.name) for m in members]  # written where normalised to
+    links = {name for name, m in zip(names, members, strict=True) if m.issym()}
     seen: set[str] = set()
-    for member in members:
-        name = posixpath.normpath(member.name)
+    for member, name in zip(members, names, strict=True):
         problem = _member_problem(member, name, links, seen)
         if problem:
             raise ReleaseError(
@@ -240,8 +240,8 @@ def _unpack_into(tar: tarfile.TarFile, dest: Path, artifact: str) -> None:
                 "rebuild it from the repository's tree"
             )
         seen.add(name)
-    for member in members:
-        target = dest / posixpath.normpath(member.name)
+    for member, name in zip(members, names, strict=True):
+        target = dest / name
         if member.isdir():
             target.mkdir(parents=True, exist_ok=True)
         elif member.issym():
