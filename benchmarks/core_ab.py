@@ -158,8 +158,8 @@ def main(argv: list[str]) -> int:
         if args.base_python:
             pythons["base"] = scratch_venv(args.base_python, Path(scratch) / "venv")
         if args.compile_base:  # the base's own build script, as `make install` would run it
-            build = [pythons["base"], str(trees["base"] / "tools" / "compile_core.py")]
-            subprocess.run(build, cwd=trees["base"], check=True)
+            compile_core = [pythons["base"], str(trees["base"] / "tools" / "compile_core.py")]
+            subprocess.run(compile_core, cwd=trees["base"], check=True)
         builds = {name: interpreter(python) for name, python in pythons.items()}
         for name, build in builds.items():
             print(f"{name}: {build}")
