@@ -1,12 +1,13 @@
 """Which sdlcflow.core runs: the modules `make install` compiles with mypyc, or their sources.
 
-tools/compile_core.py compiles COMPILED_MODULES into extension modules next to their sources
-(1.2-1.3x the pure core's throughput) and records the sha256 of every source they were built
-from in RECORD. Python imports an extension module in preference to its source, so a source
-edited after the build would be ignored without a word: importing this module, which
-`sdlcflow.core` does first, runs `guard()`, and when the record does not match the sources (or
-SDLCFLOW_PURE_CORE=1) the compiled modules load from their sources instead. All or nothing:
-compiled modules call each other directly, so one stale module means none is used.
+tools/compile_core.py compiles COMPILED_MODULES into extension modules (1.2-1.3x the pure
+core's throughput) in BUILD, beside a record of the sha256 of every source they were built from.
+BUILD is not on any import path: importing this module, which `sdlcflow.core` does first, runs
+`guard()`, which puts a finder first on `sys.meta_path` serving the compiled modules from BUILD
+when the record matches the sources, and from their sources otherwise (or with
+SDLCFLOW_PURE_CORE=1). So a source edited after the build is never shadowed by its stale
+extension, and a checkout of a revision without this guard never sees the extensions at all.
+All or nothing: compiled modules call each other directly, so one stale module means none is used.
 
 It reads the environment and the file system, which the core itself must not (its purity
 test), so it lives outside sdlcflow.core; it is never compiled.
@@ -32,9 +33,12 @@ COMPILED_MODULES = ("decider", "expr", "fold", "planner", "records")
 # compiled code bakes in what it knew of the modules it imports (types, signatures), so these
 # sources are part of the build too
 BUILT_FROM = (*COMPILED_MODULES, "codec", "events", "state")
-RECORD = "_compiled.json"
+# mypyc's shared library, which each compiled module's shim imports by this name
+GROUP_LIBRARY = "_core__mypyc"
 PURE_ENV = "SDLCFLOW_PURE_CORE"
 HERE = Path(__file__).resolve().parent / "core"
+BUILD = HERE / "_compiled"
+RECORD = BUILD / "record.json"
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def _stale(why: str) -> Choice:
 
 
 def guard() -> None:
-    """Make the compiled modules load from their sources unless `choose` allows them."""
+    """Serve the compiled modules from BUILD when `choose` allows it, else from their sources."""
     extensions = _extensions()
     pure_requested = os.environ.get(PURE_ENV) == "1"
     fresh = not pure_requested and bool(extensions)
@@ -85,12 +89,10 @@ def guard() -> None:
         _read_record() if fresh else None,
         pure_requested,
     )
-    if choice.compiled or not extensions:
-        return
     if choice.warning:
         warnings.warn(choice.warning, RuntimeWarning, stacklevel=1)
-    if not any(isinstance(finder, _SourceFinder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _SourceFinder())
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _CoreFinder)]
+    sys.meta_path.insert(0, _CoreFinder(_extension_paths() if choice.compiled else {}))
 
 
 def running_compiled() -> bool:
@@ -106,15 +108,28 @@ def source_digests(directory: Path = HERE) -> dict[str, str]:
     }
 
 
-def _extensions() -> set[str]:
-    names = set(os.listdir(HERE))
+def _extension_paths() -> dict[str, Path]:
+    """The extension in BUILD of each compiled module and of mypyc's library, by module name."""
+    try:
+        names = os.listdir(BUILD)
+    except OSError:
+        return {}
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    return {m for m in COMPILED_MODULES if any(m + suffix in names for suffix in suffixes)}
+    return {
+        module: BUILD / (module + suffix)
+        for module in (*COMPILED_MODULES, GROUP_LIBRARY)
+        for suffix in suffixes
+        if module + suffix in names
+    }
+
+
+def _extensions() -> set[str]:
+    return set(_extension_paths()) & set(COMPILED_MODULES)
 
 
 def _read_record() -> dict[str, str] | None:
     try:
-        built_from = json.loads((HERE / RECORD).read_text())["built_from"]
+        built_from = json.loads(RECORD.read_text())["built_from"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return built_from if isinstance(built_from, dict) else None
@@ -124,16 +139,28 @@ def _is_extension(module: ModuleType) -> bool:
     return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
 
 
-class _SourceFinder:
-    """A `sys.meta_path` finder that serves exactly the compiled modules from their sources."""
+class _CoreFinder:
+    """A `sys.meta_path` finder for exactly the compiled modules and mypyc's library: from the
+    extensions it is given, else (the modules) from their sources. It also keeps extensions an
+    older layout left next to the sources from shadowing them."""
+
+    def __init__(self, extensions: Mapping[str, Path]) -> None:
+        self.extensions = dict(extensions)
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
         package, _, name = fullname.rpartition(".")
-        if package != PACKAGE or name not in COMPILED_MODULES:
+        if package != PACKAGE:
             return None
-        return importlib.util.spec_from_file_location(fullname, HERE / f"{name}.py")
+        if name in self.extensions:
+            loader = importlib.machinery.ExtensionFileLoader(fullname, str(self.extensions[name]))
+            return importlib.util.spec_from_file_location(
+                fullname, self.extensions[name], loader=loader
+            )
+        if name in COMPILED_MODULES:
+            return importlib.util.spec_from_file_location(fullname, HERE / f"{name}.py")
+        return None
 
 
 guard()

@@ -1,9 +1,10 @@
-"""Compile the core's hot modules with mypyc and put the extensions next to their sources.
+"""Compile the core's hot modules with mypyc into the directory sdlcflow.compiled_core serves.
 
 `make install` runs this after the pip install (and again when a source it reads changes):
 the compiled decider, fold (evolve), planner, expr and records run the core 1.2-1.3x faster with
 the same decisions. The extensions and the build record (the sha256 of every source the build
-read, which `sdlcflow.compiled_core` checks at import) land in sdlcflow/core, gitignored.
+read, which `sdlcflow.compiled_core` checks at import) land in sdlcflow/core/_compiled,
+gitignored and on no import path: only the guard loads them.
 
 The build runs in a scratch directory: setuptools 65 (the venv's) refuses the project's
 `license = "Apache-2.0"` when setup() runs where pyproject.toml is, and the C sources and
@@ -27,13 +28,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "sdlcflow" / "core"
-# mypyc's shared library is named after the group: sdlcflow/core/_core__mypyc.<abi>.so
+# mypyc names its shared library after the group: _core__mypyc.<abi>.so
 GROUP = "sdlcflow.core._core"
 
 # the build itself must not load the extensions it is about to replace
 os.environ["SDLCFLOW_PURE_CORE"] = "1"
 sys.path.insert(0, str(ROOT))
-from sdlcflow.compiled_core import COMPILED_MODULES, PURE_ENV, RECORD, source_digests  # noqa: E402
+from sdlcflow.compiled_core import (  # noqa: E402
+    BUILD,
+    COMPILED_MODULES,
+    GROUP_LIBRARY,
+    PURE_ENV,
+    RECORD,
+    source_digests,
+)
 
 
 class BuildError(Exception):
@@ -65,33 +73,38 @@ def compile_into(scratch: Path) -> list[Path]:
         if any(path.name.endswith(suffix) for suffix in EXTENSION_SUFFIXES)
     ]
     names = {path.name.split(".", 1)[0] for path in built}
-    expected = {*COMPILED_MODULES, GROUP.rpartition(".")[2] + "__mypyc"}
+    expected = {*COMPILED_MODULES, GROUP_LIBRARY}
     if names != expected:
         raise BuildError(f"mypyc built {sorted(names)}, expected {sorted(expected)}")
     return built
 
 
 def install(built: list[Path], digests: dict[str, str]) -> None:
-    """Replace the extensions in the package, record last: until the record is written the
-    guard sees extensions without one and runs the sources. Each file is renamed into place,
-    so a running process keeps the library it mapped."""
-    remove_build()
+    """Stage the extensions and their record in a directory beside BUILD, then swap it in:
+    between the two renames there is no BUILD and the guard runs the sources. A running
+    process keeps the libraries it mapped."""
+    staged = BUILD.with_name(f".{BUILD.name}.staged")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir()
     for path in built:
-        staged = CORE / f".{path.name}.tmp"
-        shutil.copy2(path, staged)
-        os.replace(staged, CORE / path.name)
+        shutil.copy2(path, staged / path.name)
     record = {"built_from": digests, "python": sys.version.split()[0], "mypy": _mypy_version()}
-    staged = CORE / f".{RECORD}.tmp"
-    staged.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    os.replace(staged, CORE / RECORD)
+    (staged / RECORD.name).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    remove_build()
+    os.replace(staged, BUILD)
 
 
 def remove_build() -> None:
-    """The record first, then the extensions: without a record the guard runs the sources."""
-    (CORE / RECORD).unlink(missing_ok=True)
-    for old in CORE.iterdir():
-        if any(old.name.endswith(suffix) for suffix in EXTENSION_SUFFIXES):
-            old.unlink()
+    """BUILD, and the extensions and record that earlier versions put next to the sources."""
+    old = BUILD.with_name(f".{BUILD.name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a build that was killed mid-swap
+    if BUILD.exists():
+        os.replace(BUILD, old)
+    shutil.rmtree(old, ignore_errors=True)
+    (CORE / "_compiled.json").unlink(missing_ok=True)
+    for path in CORE.iterdir():
+        if any(path.name.endswith(suffix) for suffix in EXTENSION_SUFFIXES):
+            path.unlink()
 
 
 def check_loads() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 import sdlcflow.core
 from sdlcflow.compiled_core import (
+    BUILD,
     BUILT_FROM,
     COMPILED_MODULES,
     PURE_ENV,
@@ -94,7 +95,7 @@ def test_make_rebuilds_the_core_when_any_source_the_build_reads_changes() -> Non
 
 
 def _copy_of_the_built_core(into: Path) -> Path:
-    if not (CORE / RECORD).exists():
+    if not RECORD.exists():
         pytest.skip("no compiled core here (make install builds it)")
     package = into / "sdlcflow"
     package.mkdir()
@@ -104,10 +105,13 @@ def _copy_of_the_built_core(into: Path) -> Path:
     return package / "core"
 
 
-def _import_core(root: Path) -> subprocess.CompletedProcess[str]:
+def _import_core(
+    root: Path,
+    probe: str = "import sdlcflow.core as c, sdlcflow.core.decider as d; "
+    "print(c.COMPILED, d.__file__)",
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
     env["PYTHONPATH"] = str(root)
-    probe = "import sdlcflow.core as c, sdlcflow.core.decider as d; print(c.COMPILED, d.__file__)"
     return subprocess.run(
         [sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True, check=True
     )
@@ -118,7 +122,7 @@ def test_a_copy_of_the_built_core_loads_its_extensions(tmp_path: Path) -> None:
     result = _import_core(tmp_path)
     compiled, decider_file = result.stdout.split()
     assert compiled == "True"
-    assert Path(decider_file).parent == core
+    assert Path(decider_file).parent == core / BUILD.name
     assert any(decider_file.endswith(suffix) for suffix in EXTENSION_SUFFIXES)
     assert result.stderr == ""
 
@@ -131,3 +135,23 @@ def test_a_source_edited_after_the_build_loads_from_source_with_one_warning(tmp_
     result = _import_core(tmp_path)
     assert result.stdout.split() == ["False", str(core / "decider.py")]
     assert result.stderr.count("the compiled core is older than decider.py") == 1
+
+
+def test_a_checkout_without_the_guard_never_imports_the_extensions(tmp_path: Path) -> None:
+    core = _copy_of_the_built_core(tmp_path)
+    (core / "__init__.py").write_text("")  # as in revisions before sdlcflow.compiled_core
+    result = _import_core(tmp_path, "import sdlcflow.core.decider as d; print(d.__file__)")
+    assert result.stdout.split() == [str(core / "decider.py")]
+
+
+def test_extensions_an_earlier_build_left_next_to_the_sources_do_not_shadow_them(
+    tmp_path: Path,
+) -> None:
+    core = _copy_of_the_built_core(tmp_path)
+    for extension in (core / BUILD.name).iterdir():
+        if extension.name != RECORD.name:
+            extension.rename(core / extension.name)
+    shutil.rmtree(core / BUILD.name)
+    result = _import_core(tmp_path)
+    assert result.stdout.split() == ["False", str(core / "decider.py")]
+    assert result.stderr == ""
