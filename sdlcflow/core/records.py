@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
 
@@ -58,8 +58,9 @@ def fast_init(cls: type[T]) -> type[T]:
     return cls
 
 
-_new = object.__new__
-_set = object.__setattr__
+# Final: the compiled core reads them from C statics, not the module dict, at every build
+_new: Final = object.__new__
+_set: Final = object.__setattr__
 
 
 def updated(obj: T, changes: Mapping[str, Any]) -> T:
