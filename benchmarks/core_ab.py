@@ -15,9 +15,18 @@ builds on the same code: it then runs in a scratch venv of that interpreter hold
 packages the replay imports (pyyaml, psutil).
 
     .venv/bin/python benchmarks/core_ab.py --base main~3 [--rounds 6] [--quick] [--compile-base]
+    .venv/bin/python benchmarks/core_ab.py --base HEAD --compile-base --instructions
     .venv/bin/python benchmarks/core_ab.py --base HEAD \
         --base-python ~/.pyenv/versions/3.11.7/bin/python3.11 \
         --results benchmarks/results/interpreter_ab.json
+
+`--instructions` counts instead of timing: each side replays the log under valgrind's
+cachegrind, once with one pass and once with three, and the difference over two is the
+instructions one pass executes (imports, unpickling and the digest pass cancel out). The count
+does not move with the load (hash seed fixed), so a change of 1-2% that timing on this machine
+cannot resolve (pairs range 0.7-1.4x in a noisy hour) shows; it is not time (memory stalls and
+branch misses are not counted), so read it beside a timed run. Needs `valgrind` (Debian:
+`apt-get install valgrind`); about 4 minutes for the full log.
 
 Writes benchmarks/results/core_ab.json (or --results) with a machine description.
 """
@@ -29,11 +38,13 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +53,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "core_ab.json"
 PASSES = 3
 
 
-def replay_child(log_path: str) -> None:
+def replay_child(log_path: str, passes: int) -> None:
     """In a child whose PYTHONPATH picks the version: best CPU seconds of replaying the log,
     whether its core ran compiled, and a digest of every decision and the final state (an
     untimed pass) so the two sides are shown to decide exactly alike, not just as often."""
@@ -55,7 +66,7 @@ def replay_child(log_path: str) -> None:
 
     inputs = pickle.loads(Path(log_path).read_bytes())
     best, decisions = float("inf"), 0
-    for _ in range(PASSES):
+    for _ in range(passes):
         state, decisions = RepoState(), 0
         started = time.process_time()
         for event in inputs:
@@ -113,10 +124,14 @@ def interpreter(python: str) -> str:
     ).stdout.strip()
 
 
-def run_child(python: str, tree: Path, log_path: Path) -> dict[str, Any]:
+def run_child(
+    python: str, tree: Path, log_path: Path, passes: int = PASSES, wrapper: tuple[str, ...] = ()
+) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}"}
+    if wrapper:
+        env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts in every counted run
     done = subprocess.run(
-        [python, __file__, "--child", str(log_path)],
+        [*wrapper, python, __file__, "--child", str(log_path), "--passes", str(passes)],
         env=env,
         capture_output=True,
         text=True,
@@ -124,8 +139,29 @@ def run_child(python: str, tree: Path, log_path: Path) -> dict[str, Any]:
     )
     if done.returncode != 0:
         raise SystemExit(f"replay under {tree} failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return result
+
+
+def instructions_per_pass(python: str, tree: Path, log_path: Path) -> tuple[int, dict[str, Any]]:
+    """(instructions one replay pass executes, the child's result) under cachegrind: a child
+    replaying PASSES passes less one replaying a single pass, over the passes between them."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind on PATH (Debian: apt-get install valgrind)")
+    counts, result = [], {}
+    with tempfile.TemporaryDirectory(prefix="core-ab-cachegrind-") as scratch:
+        for passes in (1, PASSES):
+            out = Path(scratch) / f"cachegrind.{passes}"
+            wrapper = (
+                "valgrind",
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                f"--cachegrind-out-file={out}",
+            )
+            result = run_child(python, tree, log_path, passes, wrapper)
+            summary = [line for line in out.read_text().splitlines() if line.startswith("summary:")]
+            counts.append(int(summary[0].split()[1]))
+    return (counts[1] - counts[0]) // (PASSES - 1), result
 
 
 def main(argv: list[str]) -> int:
@@ -137,11 +173,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--compile-base", action="store_true", help="compile the base's core with mypyc too"
     )
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions (valgrind), not time"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--passes", type=int, default=PASSES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        replay_child(args.child)
+        replay_child(args.child, args.passes)
         return 0
     from core_bench import build_log
 
@@ -163,38 +203,8 @@ def main(argv: list[str]) -> int:
         builds = {name: interpreter(python) for name, python in pythons.items()}
         for name, build in builds.items():
             print(f"{name}: {build}")
-        cpu: dict[str, list[float]] = {"base": [], "work": []}
-        decisions: dict[str, float] = {}
-        digests: dict[str, set[str]] = {"base": set(), "work": set()}
-        compiled: dict[str, set[bool]] = {"base": set(), "work": set()}
-        for round_no in range(args.rounds):
-            order = ("base", "work") if round_no % 2 == 0 else ("work", "base")
-            for name in order:
-                result = run_child(pythons[name], trees[name], log_path)
-                cpu[name].append(result["cpu_s"])
-                decisions[name] = result["decisions"]
-                digests[name].add(result["digest"])
-                compiled[name].add(result["compiled"])
-            print(
-                f"round {round_no + 1}: base {cpu['base'][-1]:.3f} s, "
-                f"work {cpu['work'][-1]:.3f} s CPU"
-            )
-    pairs = [b / w for b, w in zip(cpu["base"], cpu["work"], strict=True)]
-    base_median, work_median = statistics.median(cpu["base"]), statistics.median(cpu["work"])
-    speedup = base_median / work_median
-    identical = len(digests["base"] | digests["work"]) == 1
-    cores = {name: " or ".join(sorted(map(_core_name, ran))) for name, ran in compiled.items()}
-    print(
-        f"input log: {len(inputs):,} events; decisions base {decisions['base']:,.0f}, "
-        f"work {decisions['work']:,.0f}; "
-        f"{'identical' if identical else 'DIFFERENT'} decisions and final states"
-    )
-    print(f"core: base {cores['base']}, working tree {cores['work']}")
-    print(
-        f"base ({args.base}): {len(inputs) / base_median:,.0f} inputs/s per core of CPU time; "
-        f"working tree: {len(inputs) / work_median:,.0f}/s; speed-up {speedup:.2f}x "
-        f"(median of {args.rounds}; per pair {min(pairs):.2f}-{max(pairs):.2f}x)"
-    )
+        measure = _counted if args.instructions else _timed
+        results = measure(args, pythons, trees, log_path, len(inputs))
     report = {
         "benchmark": "core_ab",
         "started_at": time.time(),
@@ -202,23 +212,93 @@ def main(argv: list[str]) -> int:
         "interpreters": builds,
         "machine": {**describe_machine(), "load_average_1m_at_start": load_at_start},
         "workload": {"changes": changes, "concurrency": concurrency, "inputs": len(inputs)},
-        "results": {
-            "decisions": decisions,
-            "decisions_identical": identical,
-            "core": cores,
-            "cpu_seconds": cpu,
-            "inputs_per_cpu_s_median": {
-                "base": len(inputs) / base_median,
-                "work": len(inputs) / work_median,
-            },
-            "speedup_of_medians": speedup,
-            "speedup_per_pair": pairs,
-        },
+        "results": results,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.results}")
-    return 0 if identical else 1
+    return 0 if results["decisions_identical"] else 1
+
+
+Sides = dict[str, Any]
+
+
+def _timed(
+    args: argparse.Namespace, pythons: Sides, trees: Sides, log_path: Path, inputs: int
+) -> dict[str, Any]:
+    """Alternating timed children (ABBA), the best of PASSES passes each."""
+    cpu: dict[str, list[float]] = {"base": [], "work": []}
+    children: dict[str, list[dict[str, Any]]] = {"base": [], "work": []}
+    for round_no in range(args.rounds):
+        order = ("base", "work") if round_no % 2 == 0 else ("work", "base")
+        for name in order:
+            result = run_child(pythons[name], trees[name], log_path)
+            cpu[name].append(result["cpu_s"])
+            children[name].append(result)
+        print(
+            f"round {round_no + 1}: base {cpu['base'][-1]:.3f} s, work {cpu['work'][-1]:.3f} s CPU"
+        )
+    pairs = [b / w for b, w in zip(cpu["base"], cpu["work"], strict=True)]
+    base_median, work_median = statistics.median(cpu["base"]), statistics.median(cpu["work"])
+    speedup = base_median / work_median
+    results = _agreement(children, inputs)
+    print(
+        f"base ({args.base}): {inputs / base_median:,.0f} inputs/s per core of CPU time; "
+        f"working tree: {inputs / work_median:,.0f}/s; speed-up {speedup:.2f}x "
+        f"(median of {args.rounds}; per pair {min(pairs):.2f}-{max(pairs):.2f}x)"
+    )
+    return {
+        **results,
+        "cpu_seconds": cpu,
+        "inputs_per_cpu_s_median": {"base": inputs / base_median, "work": inputs / work_median},
+        "speedup_of_medians": speedup,
+        "speedup_per_pair": pairs,
+    }
+
+
+def _counted(
+    args: argparse.Namespace, pythons: Sides, trees: Sides, log_path: Path, inputs: int
+) -> dict[str, Any]:
+    """Instructions per pass of each side under cachegrind, both sides at once (a count does
+    not depend on what else runs)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {
+            name: pool.submit(instructions_per_pass, pythons[name], trees[name], log_path)
+            for name in ("base", "work")
+        }
+        counted = {name: future.result() for name, future in futures.items()}
+    per_pass = {name: count for name, (count, _result) in counted.items()}
+    results = _agreement({name: [result] for name, (_c, result) in counted.items()}, inputs)
+    ratio = per_pass["base"] / per_pass["work"]
+    print(
+        f"instructions per pass: base ({args.base}) {per_pass['base']:,}, working tree "
+        f"{per_pass['work']:,} ({per_pass['work'] / inputs:,.0f} per input); "
+        f"base/work {ratio:.3f}x"
+    )
+    return {
+        **results,
+        "instructions_per_pass": per_pass,
+        "instructions_per_input": {name: n / inputs for name, n in per_pass.items()},
+        "instructions_base_over_work": ratio,
+    }
+
+
+def _agreement(children: dict[str, list[dict[str, Any]]], inputs: int) -> dict[str, Any]:
+    """Whether both sides decided exactly alike, and which core each ran; printed too."""
+    digests = {result["digest"] for runs in children.values() for result in runs}
+    identical = len(digests) == 1
+    decisions = {name: runs[-1]["decisions"] for name, runs in children.items()}
+    cores = {
+        name: " or ".join(sorted({_core_name(result["compiled"]) for result in runs}))
+        for name, runs in children.items()
+    }
+    print(
+        f"input log: {inputs:,} events; decisions base {decisions['base']:,.0f}, "
+        f"work {decisions['work']:,.0f}; "
+        f"{'identical' if identical else 'DIFFERENT'} decisions and final states"
+    )
+    print(f"core: base {cores['base']}, working tree {cores['work']}")
+    return {"decisions": decisions, "decisions_identical": identical, "core": cores}
 
 
 def _core_name(compiled: bool) -> str:
