@@ -22,7 +22,8 @@ packages the replay imports (pyyaml, psutil).
 
 `--instructions` counts instead of timing: each side replays the log under valgrind's
 cachegrind, once with one pass and once with three, and the difference over two is the
-instructions one pass executes (imports, unpickling and the digest pass cancel out). The count
+instructions one pass executes (imports, unpickling and the digest pass cancel out). Keep the
+working tree still meanwhile: each child loads the core it finds when it starts. The count
 does not move with the load (hash seed fixed), so a change of 1-2% that timing on this machine
 cannot resolve (pairs range 0.7-1.4x in a noisy hour) shows; it is not time (memory stalls and
 branch misses are not counted), so read it beside a timed run. Needs `valgrind` (Debian:
@@ -143,12 +144,14 @@ def run_child(
     return result
 
 
-def instructions_per_pass(python: str, tree: Path, log_path: Path) -> tuple[int, dict[str, Any]]:
-    """(instructions one replay pass executes, the child's result) under cachegrind: a child
-    replaying PASSES passes less one replaying a single pass, over the passes between them."""
+def instructions_per_pass(
+    python: str, tree: Path, log_path: Path
+) -> tuple[int, list[dict[str, Any]]]:
+    """(instructions one replay pass executes, the children's results) under cachegrind: a
+    child replaying PASSES passes less one replaying a single pass, over the passes between."""
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind on PATH (Debian: apt-get install valgrind)")
-    counts, result = [], {}
+    counts, results = [], []
     with tempfile.TemporaryDirectory(prefix="core-ab-cachegrind-") as scratch:
         for passes in (1, PASSES):
             out = Path(scratch) / f"cachegrind.{passes}"
@@ -158,10 +161,10 @@ def instructions_per_pass(python: str, tree: Path, log_path: Path) -> tuple[int,
                 "--cache-sim=no",
                 f"--cachegrind-out-file={out}",
             )
-            result = run_child(python, tree, log_path, passes, wrapper)
+            results.append(run_child(python, tree, log_path, passes, wrapper))
             summary = [line for line in out.read_text().splitlines() if line.startswith("summary:")]
             counts.append(int(summary[0].split()[1]))
-    return (counts[1] - counts[0]) // (PASSES - 1), result
+    return (counts[1] - counts[0]) // (PASSES - 1), results
 
 
 def main(argv: list[str]) -> int:
@@ -267,8 +270,8 @@ def _counted(
             for name in ("base", "work")
         }
         counted = {name: future.result() for name, future in futures.items()}
-    per_pass = {name: count for name, (count, _result) in counted.items()}
-    results = _agreement({name: [result] for name, (_c, result) in counted.items()}, inputs)
+    per_pass = {name: count for name, (count, _results) in counted.items()}
+    results = _agreement({name: children for name, (_c, children) in counted.items()}, inputs)
     ratio = per_pass["base"] / per_pass["work"]
     print(
         f"instructions per pass: base ({args.base}) {per_pass['base']:,}, working tree "
