@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import (
@@ -54,7 +54,7 @@ from sdlcflow.core.state import (
 )
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://sdlcflow.dev/events")
-COORDINATOR = Actor(ActorKind.COORDINATOR, "coordinator")
+COORDINATOR: Final = Actor(ActorKind.COORDINATOR, "coordinator")
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,11 @@ class CoreConfig:
 OFFER_TIMEOUT_TTLS = 4
 
 
-_NAMESPACE_BYTES = NAMESPACE.bytes
+_NAMESPACE_BYTES: Final = NAMESPACE.bytes
 
 
 # the RFC 4122 variant bits applied to one hex digit: 10xx
-_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
+_VARIANT: Final = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 def derive_id(cause_id: str, index: int | str) -> str:
@@ -189,7 +189,9 @@ Handler = Callable[[_Run, Event], None]
 
 # per input type name: its payload class and the actor kinds it is accepted from (a tuple:
 # identity membership, no Enum hashing)
-_INPUT_RULES = {name: (cls, tuple(INPUT_ACTOR_KINDS[name])) for name, cls in ev.INPUT_TYPES.items()}
+_INPUT_RULES: Final = {
+    name: (cls, tuple(INPUT_ACTOR_KINDS[name])) for name, cls in ev.INPUT_TYPES.items()
+}
 
 
 def handle(
@@ -202,7 +204,7 @@ def handle(
     return run.state, tuple(run.out)
 
 
-_DEFAULT_CONFIG = CoreConfig()
+_DEFAULT_CONFIG: Final = CoreConfig()
 
 
 def decide(state: RepoState, event: Event, config: CoreConfig | None = None) -> tuple[Event, ...]:
@@ -1268,7 +1270,7 @@ def _on_policy_mode_changed(run: _Run, event: Event) -> None:
     run.emit(ev.PolicyModeSet(p.policy, p.enforced, p.reason, set_by), None)
 
 
-HANDLERS: dict[type, Handler] = {
+HANDLERS: Final[dict[type, Handler]] = {
     ev.ChangeRequested: _on_change_requested,
     ev.ChangeUpdated: _on_change_updated,
     ev.ChangeCancelled: _on_change_cancelled,

@@ -12,7 +12,7 @@ Python dataclasses: compiling them would erase the annotations the codec decodes
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from sdlcflow.core import events as ev
 from sdlcflow.core.events import ALL_POLICIES, Event
@@ -47,7 +47,7 @@ def evolve(state: RepoState, event: Event) -> RepoState:
 # Heartbeat answers need no duplicate record: a repeated heartbeat can never extend a lease
 # further (its time is unchanged) and one refused stays refused (epochs and lease ids never
 # come back), so the commonest input costs no bookkeeping.
-_SELF_IDEMPOTENT = frozenset({ev.LeaseExtended, ev.LeaseHeartbeatRejected})
+_SELF_IDEMPOTENT: Final = frozenset({ev.LeaseExtended, ev.LeaseHeartbeatRejected})
 
 
 def _remember(before: RepoState, state: RepoState, envelope: ev.Envelope, cause: str) -> RepoState:
@@ -392,7 +392,7 @@ def _apply_resources_released(state: RepoState, event: Event) -> RepoState:
     return _put_change(replace(state, holders=holders), replace(change, holds=False))
 
 
-APPLIERS: dict[type, Applier] = {
+APPLIERS: Final[dict[type, Applier]] = {
     # inputs: their effect arrives through the decisions they cause
     **{cls: _noop for cls in ev.INPUT_TYPES.values()},
     ev.ChangePlanned: _apply_planned,
