@@ -224,8 +224,9 @@ def _figures(
     wall = [p[0] for p in passes]
     cpu = [p[1] for p in passes]
     # what the best pass would do on a core where the yardstick takes 8 us (an estimate that
-    # assumes the core's pure-Python speed scales like the yardstick)
-    normalised = max(inputs / c * (y / 8.0) for c, y in zip(cpu, yardsticks, strict=True))
+    # assumes the core's pure-Python speed scales like the yardstick): the best pass over the
+    # best yardstick, as a spike in one yardstick would inflate that pass's estimate
+    normalised = inputs / min(cpu) * (min(yardsticks) / 8.0)
     return {
         "input_events_per_cpu_s_best": inputs / min(cpu),
         "input_events_per_wall_s_best": inputs / min(wall),
