@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml Makefile $(INTERPRETER)
 # sdlcflow/compiled_core.py); until then sdlcflow.core warns and runs the sources, as it does
 # with SDLCFLOW_PURE_CORE=1. A failed build fails make.
 CORE_BUILT_FROM := $(addprefix sdlcflow/core/,decider.py fold.py expr.py planner.py records.py \
-                     codec.py events.py state.py)
+                     _records.c codec.py events.py state.py)
 CORE_RECORD     := sdlcflow/core/_compiled/record.json
 
 $(CORE_RECORD): $(CORE_BUILT_FROM) sdlcflow/compiled_core.py tools/compile_core.py $(STAMP)

@@ -1,7 +1,8 @@
 """Which sdlcflow.core runs: the modules `make install` compiles with mypyc, or their sources.
 
 tools/compile_core.py compiles COMPILED_MODULES into extension modules (1.2-1.3x the pure
-core's throughput) in BUILD, beside a record of the sha256 of every source they were built from.
+core's throughput), and C_MODULES from their C sources, in BUILD, beside a record of the sha256
+of every source they were built from.
 BUILD is not on any import path: importing this module, which `sdlcflow.core` does first, runs
 `guard()`, which puts a finder first on `sys.meta_path` serving the compiled modules from BUILD
 when the record matches the sources, and from their sources otherwise (or with
@@ -30,9 +31,11 @@ from types import ModuleType
 
 PACKAGE = "sdlcflow.core"
 COMPILED_MODULES = ("decider", "expr", "fold", "planner", "records")
+# extensions written in C (<name>.c), built with the compiled modules and used only with them
+C_MODULES = ("_records",)
 # compiled code bakes in what it knew of the modules it imports (types, signatures), so these
 # sources are part of the build too
-BUILT_FROM = (*COMPILED_MODULES, "codec", "events", "state")
+BUILT_FROM = (*COMPILED_MODULES, *C_MODULES, "codec", "events", "state")
 # mypyc's shared library, which each compiled module's shim imports by this name
 GROUP_LIBRARY = "_core__mypyc"
 PURE_ENV = "SDLCFLOW_PURE_CORE"
@@ -60,14 +63,14 @@ def choose(
     `sources` maps each of BUILT_FROM to its source's sha256, `record` is the build's."""
     if pure_requested or not extensions:
         return Choice(compiled=False)
-    missing = [name for name in COMPILED_MODULES if name not in extensions]
+    missing = [name for name in (*COMPILED_MODULES, *C_MODULES) if name not in extensions]
     if missing:
         return _stale(f"the compiled core is incomplete (no {missing[0]} extension)")
     if record is None:
         return _stale("the compiled core has no build record")
     for name in BUILT_FROM:
         if record.get(name) != sources.get(name):
-            return _stale(f"the compiled core is older than {name}.py")
+            return _stale(f"the compiled core is older than {source_name(name)}")
     return Choice(compiled=True)
 
 
@@ -97,15 +100,21 @@ def guard() -> None:
 
 def running_compiled() -> bool:
     """Whether the imported compiled modules are the extensions (call after importing them)."""
-    return all(_is_extension(sys.modules[f"{PACKAGE}.{name}"]) for name in COMPILED_MODULES)
+    modules = (sys.modules.get(f"{PACKAGE}.{name}") for name in (*COMPILED_MODULES, *C_MODULES))
+    return all(module is not None and _is_extension(module) for module in modules)
 
 
 def source_digests(directory: Path = HERE) -> dict[str, str]:
     """The sha256 of each source a build reads, by module name."""
     return {
-        name: hashlib.sha256((directory / f"{name}.py").read_bytes()).hexdigest()
+        name: hashlib.sha256((directory / source_name(name)).read_bytes()).hexdigest()
         for name in BUILT_FROM
     }
+
+
+def source_name(module: str) -> str:
+    """The file a module of BUILT_FROM is built from."""
+    return f"{module}.c" if module in C_MODULES else f"{module}.py"
 
 
 def _extension_paths() -> dict[str, Path]:
@@ -117,14 +126,14 @@ def _extension_paths() -> dict[str, Path]:
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
     return {
         module: BUILD / (module + suffix)
-        for module in (*COMPILED_MODULES, GROUP_LIBRARY)
+        for module in (*COMPILED_MODULES, *C_MODULES, GROUP_LIBRARY)
         for suffix in suffixes
         if module + suffix in names
     }
 
 
 def _extensions() -> set[str]:
-    return set(_extension_paths()) & set(COMPILED_MODULES)
+    return set(_extension_paths()) & {*COMPILED_MODULES, *C_MODULES}
 
 
 def _read_record() -> dict[str, str] | None:
@@ -140,8 +149,9 @@ def _is_extension(module: ModuleType) -> bool:
 
 
 class _CoreFinder:
-    """A `sys.meta_path` finder for exactly the compiled modules and mypyc's library: from the
-    extensions it is given, else (the modules) from their sources. It also keeps extensions an
+    """A `sys.meta_path` finder for exactly the compiled modules, the C ones and mypyc's
+    library: from the extensions it is given, else the compiled modules from their sources (a
+    C module is then not found, and its caller runs without it). It also keeps extensions an
     older layout left next to the sources from shadowing them."""
 
     def __init__(self, extensions: Mapping[str, Path]) -> None:

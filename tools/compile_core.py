@@ -2,9 +2,10 @@
 
 `make install` runs this after the pip install (and again when a source it reads changes):
 the compiled decider, fold (evolve), planner, expr and records run the core 1.2-1.3x faster with
-the same decisions. The extensions and the build record (the sha256 of every source the build
-read, which `sdlcflow.compiled_core` checks at import) land in sdlcflow/core/_compiled,
-gitignored and on no import path: only the guard loads them.
+the same decisions; `_records.c`, the records' constructor in C, is built with them. The
+extensions and the build record (the sha256 of every source the build read, which
+`sdlcflow.compiled_core` checks at import) land in sdlcflow/core/_compiled, gitignored and on no
+import path: only the guard loads them.
 
 The build runs in a scratch directory: setuptools 65 (the venv's) refuses the project's
 `license = "Apache-2.0"` when setup() runs where pyproject.toml is, and the C sources and
@@ -36,8 +37,10 @@ os.environ["SDLCFLOW_PURE_CORE"] = "1"
 sys.path.insert(0, str(ROOT))
 from sdlcflow.compiled_core import (  # noqa: E402
     BUILD,
+    C_MODULES,
     COMPILED_MODULES,
     GROUP_LIBRARY,
+    PACKAGE,
     PURE_ENV,
     RECORD,
     source_digests,
@@ -51,7 +54,7 @@ class BuildError(Exception):
 def compile_into(scratch: Path) -> list[Path]:
     """Run mypyc and the C compiler in `scratch`; the extensions it built."""
     from mypyc.build import mypycify
-    from setuptools import setup
+    from setuptools import Extension, setup
 
     sources = [str(CORE / f"{name}.py") for name in COMPILED_MODULES]
     os.chdir(scratch)
@@ -62,6 +65,10 @@ def compile_into(scratch: Path) -> list[Path]:
         group_name=GROUP,
         target_dir=str(scratch / "build"),
     )
+    extensions += [
+        Extension(f"{PACKAGE}.{name}", [str(CORE / f"{name}.c")], extra_compile_args=["-O2"])
+        for name in C_MODULES
+    ]
     setup(
         name="sdlcflow-compiled-core",
         ext_modules=extensions,
@@ -73,7 +80,7 @@ def compile_into(scratch: Path) -> list[Path]:
         if any(path.name.endswith(suffix) for suffix in EXTENSION_SUFFIXES)
     ]
     names = {path.name.split(".", 1)[0] for path in built}
-    expected = {*COMPILED_MODULES, GROUP_LIBRARY}
+    expected = {*COMPILED_MODULES, *C_MODULES, GROUP_LIBRARY}
     if names != expected:
         raise BuildError(f"mypyc built {sorted(names)}, expected {sorted(expected)}")
     return built
@@ -151,7 +158,7 @@ def main() -> None:
     except BuildError:
         remove_build()  # a record that make would trust, over a build that does not load
         raise
-    modules = ", ".join(COMPILED_MODULES)
+    modules = ", ".join((*COMPILED_MODULES, *C_MODULES))
     print(f"compiled sdlcflow.core ({modules}) in {time.monotonic() - started:.0f} s")
 
 

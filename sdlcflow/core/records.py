@@ -12,7 +12,7 @@ per-field walk and keyword call (a few µs each: a tenth of an agent's CPU went 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
@@ -70,10 +70,26 @@ def updated(obj: T, changes: Mapping[str, Any]) -> T:
     return build(type(obj), fields)
 
 
+def _constructor_in_c() -> Callable[[type[Any], dict[str, Any]], Any] | None:
+    """The compiled core's `build` written in C (sdlcflow/core/_records.c), or None in the pure
+    core, where sdlcflow.compiled_core does not serve it."""
+    try:
+        from sdlcflow.core import _records
+    except ImportError:
+        return None
+    return _records.build
+
+
+_build_in_c: Final = _constructor_in_c()
+
+
 def build(cls: type[T], fields: dict[str, Any]) -> T:
     """An instance of a plain frozen dataclass from the dict of all its fields in field order,
     without calling `__init__`: in the compiled core this skips the interpreted constructor
-    (the decider builds an envelope and an event for every decision)."""
+    (the decider builds an envelope and an event for every decision), and runs in C."""
+    if _build_in_c is not None:
+        built: T = _build_in_c(cls, fields)
+        return built
     new = _new(cls)
     _set(new, "__dict__", fields)
     return new

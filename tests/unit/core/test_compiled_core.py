@@ -16,6 +16,7 @@ import sdlcflow.core
 from sdlcflow.compiled_core import (
     BUILD,
     BUILT_FROM,
+    C_MODULES,
     COMPILED_MODULES,
     PURE_ENV,
     RECORD,
@@ -27,7 +28,7 @@ from sdlcflow.compiled_core import (
 ROOT = Path(__file__).resolve().parents[3]
 CORE = ROOT / "sdlcflow" / "core"
 SOURCES = {name: f"sha-{name}" for name in BUILT_FROM}
-ALL_BUILT = set(COMPILED_MODULES)
+ALL_BUILT = {*COMPILED_MODULES, *C_MODULES}
 
 
 def test_a_build_of_the_current_sources_runs_compiled() -> None:
