@@ -40,7 +40,7 @@ from sdlcflow.core.decider import CoreConfig, handle
 from sdlcflow.core.events import Actor, ActorKind, ActorScope, Envelope, Event
 from sdlcflow.core.planner import load_templates, packaged_template_texts
 from sdlcflow.core.state import RepoState, TaskStatus
-from sdlcflow.processors.collector import WORKER_GC_THRESHOLDS
+from sdlcflow.processors.collector import settle_heap
 
 TARGET = 50_000
 RESULTS = Path(__file__).parent / "results" / "core_bench.json"
@@ -194,10 +194,10 @@ def collector(name: str) -> Iterator[None]:
     """`worker`: what exists now (the log) frozen, young collections as the worker sets them;
     `default`: CPython's thresholds over an unfrozen heap."""
     before = gc.get_threshold()
-    gc.collect()
     if name == "worker":
-        gc.freeze()
-        gc.set_threshold(*WORKER_GC_THRESHOLDS)
+        settle_heap()
+    else:
+        gc.collect()
     try:
         yield
     finally:

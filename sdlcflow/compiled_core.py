@@ -33,11 +33,14 @@ PACKAGE = "sdlcflow.core"
 COMPILED_MODULES = ("decider", "expr", "fold", "planner", "records")
 # extensions written in C (<name>.c), built with the compiled modules and used only with them
 C_MODULES = ("_records",)
+# every module the build makes an extension of: all of them load, or none
+EXTENSION_MODULES = (*COMPILED_MODULES, *C_MODULES)
 # compiled code bakes in what it knew of the modules it imports (types, signatures), so these
 # sources are part of the build too
-BUILT_FROM = (*COMPILED_MODULES, *C_MODULES, "codec", "events", "state")
-# mypyc's shared library, which each compiled module's shim imports by this name
-GROUP_LIBRARY = "_core__mypyc"
+BUILT_FROM = (*EXTENSION_MODULES, "codec", "events", "state")
+# mypyc's group, and the shared library named after it that each compiled module's shim imports
+GROUP = f"{PACKAGE}._core"
+GROUP_LIBRARY = GROUP.rpartition(".")[2] + "__mypyc"
 PURE_ENV = "SDLCFLOW_PURE_CORE"
 HERE = Path(__file__).resolve().parent / "core"
 BUILD = HERE / "_compiled"
@@ -63,7 +66,7 @@ def choose(
     `sources` maps each of BUILT_FROM to its source's sha256, `record` is the build's."""
     if pure_requested or not extensions:
         return Choice(compiled=False)
-    missing = [name for name in (*COMPILED_MODULES, *C_MODULES) if name not in extensions]
+    missing = [name for name in EXTENSION_MODULES if name not in extensions]
     if missing:
         return _stale(f"the compiled core is incomplete (no {missing[0]} extension)")
     if record is None:
@@ -100,7 +103,7 @@ def guard() -> None:
 
 def running_compiled() -> bool:
     """Whether the imported compiled modules are the extensions (call after importing them)."""
-    modules = (sys.modules.get(f"{PACKAGE}.{name}") for name in (*COMPILED_MODULES, *C_MODULES))
+    modules = (sys.modules.get(f"{PACKAGE}.{name}") for name in EXTENSION_MODULES)
     return all(module is not None and _is_extension(module) for module in modules)
 
 
@@ -126,14 +129,14 @@ def _extension_paths() -> dict[str, Path]:
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
     return {
         module: BUILD / (module + suffix)
-        for module in (*COMPILED_MODULES, *C_MODULES, GROUP_LIBRARY)
+        for module in (*EXTENSION_MODULES, GROUP_LIBRARY)
         for suffix in suffixes
         if module + suffix in names
     }
 
 
 def _extensions() -> set[str]:
-    return set(_extension_paths()) & {*COMPILED_MODULES, *C_MODULES}
+    return set(_extension_paths()) & set(EXTENSION_MODULES)
 
 
 def _read_record() -> dict[str, str] | None:

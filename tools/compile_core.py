@@ -29,8 +29,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "sdlcflow" / "core"
-# mypyc names its shared library after the group: _core__mypyc.<abi>.so
-GROUP = "sdlcflow.core._core"
 
 # the build itself must not load the extensions it is about to replace
 os.environ["SDLCFLOW_PURE_CORE"] = "1"
@@ -39,6 +37,8 @@ from sdlcflow.compiled_core import (  # noqa: E402
     BUILD,
     C_MODULES,
     COMPILED_MODULES,
+    EXTENSION_MODULES,
+    GROUP,
     GROUP_LIBRARY,
     PACKAGE,
     PURE_ENV,
@@ -80,7 +80,7 @@ def compile_into(scratch: Path) -> list[Path]:
         if any(path.name.endswith(suffix) for suffix in EXTENSION_SUFFIXES)
     ]
     names = {path.name.split(".", 1)[0] for path in built}
-    expected = {*COMPILED_MODULES, *C_MODULES, GROUP_LIBRARY}
+    expected = {*EXTENSION_MODULES, GROUP_LIBRARY}
     if names != expected:
         raise BuildError(f"mypyc built {sorted(names)}, expected {sorted(expected)}")
     return built
@@ -158,7 +158,7 @@ def main() -> None:
     except BuildError:
         remove_build()  # a record that make would trust, over a build that does not load
         raise
-    modules = ", ".join((*COMPILED_MODULES, *C_MODULES))
+    modules = ", ".join(EXTENSION_MODULES)
     print(f"compiled sdlcflow.core ({modules}) in {time.monotonic() - started:.0f} s")
 
 

@@ -22,8 +22,14 @@ WORKER_GC_THRESHOLDS = (20_000, 10, 10)
 
 
 async def freeze_settled_heap(_app: Any, /, *_args: Any, **_kwargs: Any) -> None:
-    """After recovery (faust's `on_rebalance_complete`): collect once, freeze what is left,
-    collect young objects rarely. Again after each rebalance, whose recovery loads state."""
+    """After recovery (faust's `on_rebalance_complete`): settle the heap. Again after each
+    rebalance, whose recovery loads state."""
+    settle_heap()
+
+
+def settle_heap() -> None:
+    """Collect once, freeze what is left, collect young objects rarely (also how
+    benchmarks/core_bench.py runs the core as a worker would)."""
     gc.unfreeze()  # what an earlier recovery froze may be garbage now (e.g. forgotten state)
     gc.collect()
     gc.freeze()
