@@ -40,7 +40,6 @@ from sdlcflow.core.decider import CoreConfig, handle
 from sdlcflow.core.events import Actor, ActorKind, ActorScope, Envelope, Event
 from sdlcflow.core.planner import load_templates, packaged_template_texts
 from sdlcflow.core.state import RepoState, TaskStatus
-from sdlcflow.processors.collector import settle_heap
 
 TARGET = 50_000
 RESULTS = Path(__file__).parent / "results" / "core_bench.json"
@@ -193,6 +192,10 @@ def replay(inputs: list[Event]) -> tuple[float, float, int]:
 def collector(name: str) -> Iterator[None]:
     """`worker`: what exists now (the log) frozen, young collections as the worker sets them;
     `default`: CPython's thresholds over an unfrozen heap."""
+    # imported here: core_ab.py's children import this module beside older revisions of the
+    # package, from before the worker's collector had settle_heap
+    from sdlcflow.processors.collector import settle_heap
+
     before = gc.get_threshold()
     if name == "worker":
         settle_heap()
