@@ -50,19 +50,6 @@ def replay(
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
-        click.echo(
-            f"{report.decisions} decisions ({report.duplicates} duplicates, "
-            f"{report.undecodable} undecodable) over {report.repos} repositories"
-        )
-        for difference in report.differences:
-            fields = f": {', '.join(difference.fields)}" if difference.fields else ""
-            click.echo(f"DIFF {difference.repo}: {difference.problem}{fields}")
-        if report.behind:
-            click.echo(
-                f"{report.behind} repositories were decided on after their table value was "
-                "read (a running coordinator): each value is the fold of a prefix of the log"
-            )
-        if verify and not report.differences:
-            click.echo(f"no difference between the log and {changelog}")
+        click.echo("\n".join(report.lines(changelog, verify)))
     if verify and report.differences:
         sys.exit(1)

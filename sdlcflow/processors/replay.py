@@ -33,6 +33,8 @@ from sdlcflow.streams.topics import COORDINATOR
 from sdlcflow.streams.transient import DEADLINE_S, watermarks
 from sdlcflow.streams.wire import EventCodec
 
+NO_TABLE_VALUE = "decisions in the log, no table value"
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -60,6 +62,32 @@ class ReplayReport:
             "behind": self.behind,
             "differences": [d.__dict__ for d in self.differences],
         }
+
+    def lines(self, changelog: str, verify: bool) -> list[str]:
+        """The report for a person, with what to do about repositories the table lacks."""
+        lines = [
+            f"{self.decisions} decisions ({self.duplicates} duplicates, "
+            f"{self.undecodable} undecodable) over {self.repos} repositories"
+        ]
+        for difference in self.differences:
+            fields = f": {', '.join(difference.fields)}" if difference.fields else ""
+            lines.append(f"DIFF {difference.repo}: {difference.problem}{fields}")
+        unstored = sum(d.problem == NO_TABLE_VALUE for d in self.differences)
+        if unstored:
+            lines.append(
+                f"{unstored} repositories have decisions but no value in {changelog}: if another "
+                "coordinator decided them (`sdlcflow demo` runs its own, app id "
+                "sdlcflow-demo-<run>), name its app id with --app-id, or check only yours "
+                "with --repos"
+            )
+        if self.behind:
+            lines.append(
+                f"{self.behind} repositories were decided on after their table value was "
+                "read (a running coordinator): each value is the fold of a prefix of the log"
+            )
+        if verify and not self.differences:
+            lines.append(f"no difference between the log and {changelog}")
+        return lines
 
 
 def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[bytes | None, bytes | None]]:
@@ -159,7 +187,7 @@ def verify(bootstrap: str, changelog: str, patterns: Sequence[str]) -> ReplayRep
     report.repos = len(set(folded) | set(stored))
     for repo in sorted(set(folded) | set(stored)):
         if repo not in stored:
-            report.differences.append(Difference(repo, "decisions in the log, no table value"))
+            report.differences.append(Difference(repo, NO_TABLE_VALUE))
         elif repo not in folded:
             report.differences.append(Difference(repo, "table value without decisions"))
         else:

@@ -12,7 +12,13 @@ from sdlcflow.core.events import ChangeCancelled, Envelope, Event
 from sdlcflow.core.fold import evolve
 from sdlcflow.core.state import RepoState
 from sdlcflow.processors.config import ProcessorConfig
-from sdlcflow.processors.replay import _is_prefix_fold, plain_states
+from sdlcflow.processors.replay import (
+    NO_TABLE_VALUE,
+    Difference,
+    ReplayReport,
+    _is_prefix_fold,
+    plain_states,
+)
 from sdlcflow.processors.shell import core_config
 from sdlcflow.processors.storage import closed_key
 from sdlcflow.processors.testing import change_request
@@ -80,3 +86,34 @@ class TestTableStates:
         stored = plain_states(changelog, ())
         assert stored[REPO] == _fold(decisions).to_plain()
         assert stored["acme/old"] == other.to_plain()
+
+
+class TestReportLines:
+    """What `sdlcflow replay` prints names each difference and, for repositories the table
+    lacks, what to do about them."""
+
+    CHANGELOG = "sdlcflow-processors-repo-state-changelog"
+
+    def test_repositories_missing_from_the_table_come_with_the_app_id_hint(self) -> None:
+        report = ReplayReport(decisions=208, repos=3)
+        report.differences = [Difference(f"demo/login-{n}", NO_TABLE_VALUE) for n in range(3)]
+        lines = report.lines(self.CHANGELOG, verify=True)
+        assert lines[0] == "208 decisions (0 duplicates, 0 undecodable) over 3 repositories"
+        assert lines[1] == f"DIFF demo/login-0: {NO_TABLE_VALUE}"
+        assert lines[-1].startswith(
+            f"3 repositories have decisions but no value in {self.CHANGELOG}"
+        )
+        assert "--app-id" in lines[-1] and "--repos" in lines[-1]
+
+    def test_a_differing_state_names_its_fields_without_the_hint(self) -> None:
+        report = ReplayReport(decisions=5, repos=1)
+        report.differences = [Difference(REPO, "state differs", ("changes", "watermark"))]
+        lines = report.lines(self.CHANGELOG, verify=True)
+        assert lines[1:] == [f"DIFF {REPO}: state differs: changes, watermark"]
+
+    def test_agreement_is_said_only_when_verifying(self) -> None:
+        report = ReplayReport(decisions=5, repos=1, behind=1)
+        verified = report.lines(self.CHANGELOG, verify=True)
+        assert verified[-1] == f"no difference between the log and {self.CHANGELOG}"
+        assert "fold of a prefix of the log" in verified[-2]
+        assert not any("no difference" in line for line in report.lines(self.CHANGELOG, False))
