@@ -92,6 +92,16 @@ def run() -> None:
     help="Comma-separated glob patterns of the repositories to serve (default: all).",
 )
 @click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="SDLCFLOW_TEMPLATES_DIR",
+    help="Directory of pipeline templates (NAME.yaml) planned with beside the packaged ones; "
+    "one there replaces the packaged template of its name. Every worker of an app id must "
+    "read the same one.",
+)
+@click.option(
     "--from-end",
     is_flag=True,
     envvar="SDLCFLOW_PROCESSORS_FROM_END",
@@ -116,6 +126,7 @@ def processors(
     tick_interval_ms: int | None,
     lease_ttl_ms: int | None,
     repos: str | None,
+    templates_dir: Path | None,
     from_end: bool,
     loglevel: str,
     metrics_port: int | None,
@@ -133,7 +144,9 @@ def processors(
         tick_interval_ms=tick_interval_ms,
         lease_ttl_ms=lease_ttl_ms,
         repos=tuple(p for p in repos.split(",") if p) if repos else None,
+        templates_dir=templates_dir,
     )
+    _check_templates(config)
     logging = logs.dict_config(log_format, level=loglevel, success_sample_rate=log_sample_rate)
     if from_end:
         _start_at_end(config)
@@ -142,6 +155,18 @@ def processors(
     else:
         env = {"SDLCFLOW_LOG_FORMAT": log_format, "SDLCFLOW_LOG_SAMPLE_RATE": str(log_sample_rate)}
         sys.exit(_supervise(config, workers, loglevel, metrics_port, env))
+
+
+def _check_templates(config: ProcessorConfig) -> None:
+    """Refuse to start on a templates directory that is missing or holds an invalid template,
+    with the problem (file, step) named, before any worker joins the group."""
+    from sdlcflow.errors import SdlcflowError
+    from sdlcflow.pipelines import known_templates
+
+    try:
+        known_templates(config.templates_dir)
+    except SdlcflowError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _start_at_end(config: ProcessorConfig) -> None:

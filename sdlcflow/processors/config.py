@@ -19,6 +19,8 @@ environment variable; `sdlcflow run processors` sets the same fields from its op
 - SDLCFLOW_PROCESSORS_OFFSET_RESET (earliest): where a new consumer group starts.
 - SDLCFLOW_CREDENTIAL_GRACE_MS (300000): a credential is refused this long after its expiry,
   whatever date the event claims.
+- SDLCFLOW_TEMPLATES_DIR (unset): a directory of pipeline templates planned with beside the
+  packaged ones (sdlcflow/pipelines.py); every worker of one app id must read the same one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sdlcflow.errors import SdlcflowError
+from sdlcflow.pipelines import TEMPLATES_DIR_ENV, configured_directory
 from sdlcflow.settings import Settings
 
 DEFAULT_APP_ID = "sdlcflow-coordinator"
@@ -62,6 +65,7 @@ class ProcessorConfig:
     credential_grace_ms: int = 300_000
     repos: tuple[str, ...] = ()
     offset_reset: str = "earliest"
+    templates_dir: Path | None = None
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> ProcessorConfig:
@@ -83,6 +87,7 @@ class ProcessorConfig:
             credential_grace_ms=_int_env("SDLCFLOW_CREDENTIAL_GRACE_MS", 300_000),
             repos=tuple(p for p in _env("SDLCFLOW_PROCESSORS_REPOS", "").split(",") if p),
             offset_reset=_env("SDLCFLOW_PROCESSORS_OFFSET_RESET", "earliest"),
+            templates_dir=configured_directory(),
         ).checked()
 
     def with_options(self, **options: Any) -> ProcessorConfig:
@@ -119,6 +124,7 @@ class ProcessorConfig:
             "SDLCFLOW_CREDENTIAL_GRACE_MS": str(self.credential_grace_ms),
             "SDLCFLOW_PROCESSORS_REPOS": ",".join(self.repos),
             "SDLCFLOW_PROCESSORS_OFFSET_RESET": self.offset_reset,
+            TEMPLATES_DIR_ENV: str(self.templates_dir or ""),
         }
 
     @property

@@ -61,9 +61,9 @@ from faust.types.stores import StoreT
 
 from sdlcflow.core.decider import CoreConfig
 from sdlcflow.core.events import Actor, ActorKind, Envelope, Event, Tick
-from sdlcflow.core.planner import load_templates, packaged_template_texts
 from sdlcflow.infra.topics import ensure_topics
 from sdlcflow.observability.decisions import BatchObserver
+from sdlcflow.pipelines import known_templates
 from sdlcflow.processors import tablestore
 from sdlcflow.processors.batching import take_ready
 from sdlcflow.processors.collector import freeze_settled_heap
@@ -106,8 +106,8 @@ MAX_TABLE_VALUE_BYTES = 8 * 1024 * 1024
 
 
 def core_config(config: ProcessorConfig) -> CoreConfig:
-    """The packaged pipeline templates and the configured lease time."""
-    templates = load_templates(packaged_template_texts())
+    """The pipeline templates (packaged, and the configured directory's) and the lease time."""
+    templates = known_templates(config.templates_dir)
     return CoreConfig(templates=templates, lease_ttl_ms=config.lease_ttl_ms)
 
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from sdlcflow.core.events import Event
 from sdlcflow.errors import SdlcflowError
+from sdlcflow.pipelines import DEFAULT_PIPELINE, check_pipeline, configured_directory
 from sdlcflow.streams.consumer import Delivery, Refusal, decode_message, unique_group
 from sdlcflow.streams.deadletter import MessageDeadLettered
 from sdlcflow.streams.producer import ChangeRequestProducer, ChangeSpec, EventPublisher
@@ -49,6 +50,14 @@ def _template_name(pipeline: str) -> str:
     return path.stem
 
 
+def _known_pipeline(name: str) -> str:
+    """`name` if the coordinator would know it (the same templates directory assumed)."""
+    try:
+        return check_pipeline(name, configured_directory())
+    except SdlcflowError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--pipeline'") from exc
+
+
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     """Accept both repeated options and comma-separated values."""
     return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
@@ -68,11 +77,11 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--kind", required=True, help="Kind of change, e.g. refactor, dependency-update.")
 @click.option(
     "--pipeline",
-    default="promotion",
+    default=DEFAULT_PIPELINE,
     show_default=True,
     envvar="SDLCFLOW_PIPELINE",
-    help="Pipeline template NAME, or a template FILE (its `name:` is used) "
-    "[env SDLCFLOW_PIPELINE].",
+    help="Pipeline template NAME, or a template FILE (its `name:` is used); it must be one the "
+    "coordinator knows: packaged, or in $SDLCFLOW_TEMPLATES_DIR [env SDLCFLOW_PIPELINE].",
 )
 @click.option(
     "--lockfile-digest", default="", help="Digest of the dependency lockfile at the head."
@@ -125,7 +134,7 @@ def submit(
         base_sha=base_sha,
         head_sha=head_sha,
         kind=kind,
-        template=_template_name(pipeline),
+        template=_known_pipeline(_template_name(pipeline)),
         lockfile_digest=lockfile_digest,
         title=title,
         paths=_split(paths),

@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from sdlcflow.core.events import Actor, ActorKind, ChangeRequested, Envelope, Event
 from sdlcflow.errors import SdlcflowError
+from sdlcflow.pipelines import DEFAULT_PIPELINE
 from sdlcflow.settings import Settings
 from sdlcflow.streams.topics import CHANGE_REQUESTS
 from sdlcflow.streams.wire import EventCodec
@@ -168,7 +169,7 @@ class ChangeSpec:
     base_sha: str
     head_sha: str
     kind: str
-    template: str = "promotion"
+    template: str = DEFAULT_PIPELINE
     lockfile_digest: str = ""
     title: str = ""
     paths: tuple[str, ...] = ()

@@ -13,6 +13,7 @@ import pytest
 from fastavro import schemaless_writer
 
 from sdlcflow.core.events import ActorKind, ChangeRequested, Event
+from sdlcflow.pipelines import DEFAULT_PIPELINE
 from sdlcflow.streams.codec import HEADER, Codec
 from sdlcflow.streams.commands import _split, _template_name, events, submit
 from sdlcflow.streams.producer import ChangeRequestProducer, ChangeSpec, EventPublisher
@@ -45,7 +46,7 @@ class TestSubmitArguments:
     """Pipelines given as files are named by their `name:`; lists accept commas."""
 
     def test_a_pipeline_name_is_kept(self) -> None:
-        assert _template_name("promotion") == "promotion"
+        assert _template_name("code-change") == "code-change"
 
     def test_a_pipeline_file_is_named_by_its_name_key(self, tmp_path: Path) -> None:
         path = tmp_path / "fast.yaml"
@@ -98,7 +99,7 @@ class TestChangeRequestProducer:
         assert envelope.trace_id == submission.trace_id and is_trace_id(submission.trace_id)
         assert traceparent == submission.traceparent
         assert isinstance(event.payload, ChangeRequested)
-        assert (event.payload.head_sha, event.payload.template) == ("b" * 40, "promotion")
+        assert (event.payload.head_sha, event.payload.template) == ("b" * 40, DEFAULT_PIPELINE)
 
     def test_each_submission_gets_new_ids(self) -> None:
         producer = ChangeRequestProducer(cast(EventPublisher, _RecordingPublisher()))
