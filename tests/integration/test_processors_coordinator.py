@@ -225,8 +225,8 @@ def of(change_id: str | None, *types: type, step: str | None = None) -> Match:
     return match
 
 
-def submit(publisher: EventPublisher, repo: str) -> str:
-    request = change_request(repo, at=now_ms())
+def submit(publisher: EventPublisher, repo: str, template: str = "code-change") -> str:
+    request = change_request(repo, at=now_ms(), template=template)
     publisher.publish(CHANGE_REQUESTS, request)
     publisher.flush()
     assert request.envelope.change_id is not None
@@ -281,6 +281,38 @@ class TestCoordinatorPipeline:
                 timeout_s=WAIT_S, hint="routing.TASK_DECISIONS",
             )  # fmt: skip
             assert routed.event_id in completed[f"{change_id}/promote"]
+
+
+TEAM_LANE = """\
+name: team-lane
+steps:
+  - {id: lint, capability: lint, timeout: 5m}
+  - {id: merge, capability: merge, needs: [lint], gate: true}
+"""
+
+
+class TestCoordinatorTemplates:
+    """A coordinator started with a team's templates directory plans and runs its pipelines."""
+
+    def test_a_change_on_a_directory_template_runs_its_steps_to_promotion(
+        self,
+        kafka_bootstrap: str,
+        coordinator_factory: CoordinatorFactory,
+        publisher: EventPublisher,
+        tmp_path: Path,
+    ) -> None:
+        templates = tmp_path / "templates"
+        templates.mkdir()
+        (templates / "team-lane.yaml").write_text(TEAM_LANE, encoding="utf-8")
+        coordinator = coordinator_factory("--templates", str(templates))
+        repo = coordinator.repo()
+        with LogWatch(kafka_bootstrap, repo, topics=(COORDINATOR,)) as watch:
+            agents = agents_for(coordinator, repo, watch, publisher)
+            change_id = submit(publisher, repo, template="team-lane")
+            outcome = agents.run_until("the change's outcome", of(change_id, *CLOSED))
+            assert isinstance(outcome.payload, ev.ChangePromoted), outcome.payload
+            completed = completions_per_task(watch, change_id)
+            assert sorted(completed) == [f"{change_id}/lint", f"{change_id}/merge"]
 
 
 class TestCoordinatorLeases:
