@@ -25,7 +25,7 @@ def chaos() -> None:
 @chaos.command("run")
 @click.option(
     "--short/--long", "short", default=True, show_default=True,
-    help="The CI form (about 3 minutes) or the long form for figures (15-30 minutes).",
+    help="The CI form (about 2-3 minutes) or the long form for figures (about 11 minutes).",
 )  # fmt: skip
 @click.option(
     "--seed", type=int, default=None, envvar="SDLCFLOW_CHAOS_SEED",
