@@ -44,6 +44,7 @@ from sdlcflow.compiled_core import (  # noqa: E402
     PURE_ENV,
     RECORD,
     source_digests,
+    source_name,
 )
 
 
@@ -56,7 +57,7 @@ def compile_into(scratch: Path) -> list[Path]:
     from mypyc.build import mypycify
     from setuptools import Extension, setup
 
-    sources = [str(CORE / f"{name}.py") for name in COMPILED_MODULES]
+    sources = [str(CORE / source_name(name)) for name in COMPILED_MODULES]
     os.chdir(scratch)
     (scratch / "sdlcflow" / "core").mkdir(parents=True)  # where --inplace puts them
     extensions = mypycify(
@@ -66,7 +67,7 @@ def compile_into(scratch: Path) -> list[Path]:
         target_dir=str(scratch / "build"),
     )
     extensions += [
-        Extension(f"{PACKAGE}.{name}", [str(CORE / f"{name}.c")], extra_compile_args=["-O2"])
+        Extension(f"{PACKAGE}.{name}", [str(CORE / source_name(name))], extra_compile_args=["-O2"])
         for name in C_MODULES
     ]
     setup(
